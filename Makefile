@@ -1,0 +1,43 @@
+# The two commands a new user needs: `make demo` and `make test`. Both set up .venv first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_OUT ?= demo_out
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt setup.py
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 2; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+demo: setup
+	$(PY) -m pipeline.preprocess --input data/demo/tagged.conll --output_dir $(DEMO_OUT)/data \
+	    --format conll --task tag --overwrite
+	$(PY) -m trainer.task --data_dir $(DEMO_OUT)/data --model_dir $(DEMO_OUT)/model \
+	    --cpu_replicas 2 --bidirectional --train_steps 150 --eval_every 50 --log_every 25 \
+	    --checkpoint_every 50
+	@echo
+	@echo "Data (shards, vocab.txt, labels.txt, metadata.json): $(DEMO_OUT)/data"
+	@echo "Dead letters:                                       $(DEMO_OUT)/data/errors"
+	@echo "Model checkpoints:                                  $(DEMO_OUT)/model/checkpoints"
+	@echo "Servable model (raw text in):                       $(DEMO_OUT)/model/export"
+	@echo "Metrics:                                            $(DEMO_OUT)/model/metrics.json"
+	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir $(DEMO_OUT)/model/logs"
+
+test: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-all: setup
+	$(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(DEMO_OUT) .pytest_cache

@@ -1,0 +1,160 @@
+"""The on-disk contract shared by the pipeline and the trainer.
+
+This module is the one place that names the special ids, the feature names and the
+files of an OUTPUT_DIR, and the one place that reads them back. It imports neither
+Apache Beam nor TensorFlow Transform, so the trainer can use it without pulling them
+in (importing TFT switches `tf.keras` to the legacy package).
+"""
+
+import json
+import os
+import re
+from typing import Dict, List, Optional
+
+import tensorflow as tf
+
+FORMAT_VERSION = 1
+
+# Special ids: the same for the token and the label vocabulary. Nothing else in the
+# project writes these literals: "id 0" is padding, so a mask is simply `ids != PAD_ID`.
+PAD_TOKEN = "<pad>"
+UNK_TOKEN = "<unk>"
+PAD_ID = 0
+UNK_ID = 1
+RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN)
+NUM_RESERVED = len(RESERVED_TOKENS)
+
+# Feature names of the SequenceExample.
+LENGTH = "length"  # context, int64 >= 1
+TOKENS = "tokens"  # feature list, one int64 per time step
+LABELS = "labels"  # feature list (tag), one int64 per time step
+LABEL = "label"  # context (classify), int64 >= 2 for a known label
+
+TASKS = ("lm", "tag", "classify")
+FORMATS = ("text", "jsonl", "conll")
+SPLITS = ("train", "eval")
+NUM_BUCKETS_CHOICES = (4, 8, 16, 32)
+
+# Files of an OUTPUT_DIR.
+METADATA_FILE = "metadata.json"
+COMPLETED_FILE = "COMPLETED"
+VOCAB_FILE = "vocab.txt"
+LABELS_FILE = "labels.txt"
+TRANSFORM_FN_DIR = "transform_fn"
+TRANSFORMED_METADATA_DIR = "transformed_metadata"
+ERRORS_DIR = "errors"
+
+
+class DataDirError(ValueError):
+  """An OUTPUT_DIR that a reader must refuse, with a message that says what to do."""
+
+
+def shard_name(split: str, index: int, num_shards: int, compression: str = "none") -> str:
+  """The file name of one shard, e.g. `train-00003-of-00008.tfrecord.gz`."""
+  suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
+  return f"{split}-{index:05d}-of-{num_shards:05d}{suffix}"
+
+
+def raw_columns(task: str) -> List[str]:
+  """The raw inputs of the pipeline's preprocessing_fn, i.e. of `transform_fn/`.
+
+  `text` is tokenized by the graph, `tokens` are given tokens (exactly one is non-empty
+  per record); `labels` (tag, per token) and `label` (classify) are label strings.
+  """
+  return ["text", "tokens"] + {"tag": ["labels"], "classify": ["label"]}.get(task, [])
+
+
+def feature_spec(task: str) -> Dict[str, Dict[str, str]]:
+  """Names and dtypes of the record's features, as written in metadata.json."""
+  context = {LENGTH: "int64"}
+  sequence = {TOKENS: "int64"}
+  if task == "tag":
+    sequence[LABELS] = "int64"
+  elif task == "classify":
+    context[LABEL] = "int64"
+  return {"context": context, "sequence": sequence}
+
+
+def parsing_spec(task: str):
+  """`tf.io.parse_sequence_example` feature specs (context, sequence) for a task."""
+  spec = feature_spec(task)
+  context = {name: tf.io.FixedLenFeature([], tf.int64) for name in spec["context"]}
+  sequence = {name: tf.io.FixedLenSequenceFeature([], tf.int64) for name in spec["sequence"]}
+  return context, sequence
+
+
+def read_vocab(path: str) -> List[str]:
+  """Reads a vocabulary file: line i is the entry with id i.
+
+  Splits on '\\n' only: a token may hold characters such as U+2028 that
+  `str.splitlines()` would treat as line ends.
+  """
+  with tf.io.gfile.GFile(path, "rb") as f:
+    text = f.read().decode("utf-8")
+  if text.endswith("\n"):
+    text = text[:-1]
+  return text.split("\n") if text else []
+
+
+def read_metadata(data_dir: str) -> dict:
+  """Reads and checks metadata.json of a finished OUTPUT_DIR.
+
+  Raises:
+    DataDirError: the directory is not a complete output of a compatible pipeline.
+  """
+  if not tf.io.gfile.isdir(data_dir):
+    raise DataDirError(f"{data_dir}: no such directory; pass the --output_dir of pipeline.preprocess")
+  if not tf.io.gfile.exists(os.path.join(data_dir, COMPLETED_FILE)):
+    raise DataDirError(
+        f"{data_dir}: no {COMPLETED_FILE} marker, so the pipeline did not finish; "
+        "rerun pipeline.preprocess with --overwrite")
+  try:
+    with tf.io.gfile.GFile(os.path.join(data_dir, METADATA_FILE)) as f:
+      metadata = json.load(f)
+  except (tf.errors.NotFoundError, ValueError) as error:
+    raise DataDirError(f"{data_dir}: unreadable {METADATA_FILE} ({type(error).__name__}); "
+                       "rerun pipeline.preprocess with --overwrite") from None
+  version = metadata.get("format_version")
+  if version != FORMAT_VERSION:
+    raise DataDirError(
+        f"{data_dir}: format_version {version}, this code reads {FORMAT_VERSION}; "
+        "rerun pipeline.preprocess with this version")
+  return metadata
+
+
+def shard_paths(data_dir: str, metadata: dict, split: str) -> List[str]:
+  """Full paths of a split's shards, checked to exist with the size metadata.json records.
+
+  A size check is cheap and catches a truncated, replaced or appended-to shard before
+  any GPU time is spent; flipped bytes are caught by the TFRecord CRC when read.
+  """
+  shards = metadata["splits"].get(split, {}).get("shards", [])
+  paths = []
+  for shard in shards:
+    path = os.path.join(data_dir, shard["file"])
+    if not tf.io.gfile.exists(path):
+      raise DataDirError(f"{path}: shard listed in {METADATA_FILE} is missing; "
+                         "rerun pipeline.preprocess with --overwrite")
+    size = tf.io.gfile.stat(path).length
+    if "bytes" in shard and size != shard["bytes"]:
+      raise DataDirError(f"{path}: {size} bytes, but {METADATA_FILE} says {shard['bytes']}: the shard was "
+                         "truncated or changed after the pipeline wrote it; rerun pipeline.preprocess --overwrite")
+    paths.append(path)
+  return paths
+
+
+def find_corrupt_record(paths: List[str], compression: Optional[str] = None) -> Optional[str]:
+  """Reads each file alone to name the one a DataLossError came from (run only on failure)."""
+  for path in paths:
+    try:
+      for _ in tf.data.TFRecordDataset(path, compression_type=compression):
+        pass
+    except tf.errors.DataLossError as error:
+      found = re.search(r"(corrupted|truncated) record at \d+", error.message)
+      return f"{path}: {found.group(0) if found else error.message}"
+  return None
+
+
+def compression_type(metadata: dict) -> Optional[str]:
+  """The `tf.data.TFRecordDataset` compression type of the shards."""
+  return "GZIP" if metadata["options"].get("compression") == "gzip" else None
