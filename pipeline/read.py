@@ -1,0 +1,478 @@
+"""ReadCorpus: raw files → batches of records (pyarrow RecordBatches), dead letters, counts.
+
+Records leave this stage in batches, never one Beam element per line: per-element
+overhead, not parsing, is what makes a naive Beam pipeline slow. Uncompressed text and
+JSON-lines files are read in byte ranges, so one large file is read by many workers
+(a line belongs to the range its first byte falls in, as in Beam's textio). Compressed
+files and CoNLL files are read whole.
+
+Every record read is counted exactly once, as one of: a good record (it goes on), a
+filtered record (empty or whitespace-only) or a dead letter (malformed, with a reason).
+"""
+
+import hashlib
+import io
+import json
+import re
+from typing import Iterator, List, NamedTuple, Sequence
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+import contract
+from pipeline import counts
+
+RANGE_BYTES = 64 << 20  # split uncompressed inputs into ranges of this many bytes
+BATCH_SIZE = 4096  # records per RecordBatch
+DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in errors/
+
+# Characters a token may not contain: whitespace and control characters would break the
+# line-per-entry vocabulary files (and are separators to the tokenizer anyway).
+_BAD_TOKEN_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# A label may contain a plain space ("very positive"), nothing else of the above.
+_BAD_LABEL_CHARS = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f]")
+
+_LIST_OF_BYTES = pa.large_list(pa.large_binary())
+SPLIT_KEY = "split_key"  # uint64 column: stable hash of the record's content
+
+
+class InputFile(NamedTuple):
+  path: str
+  size: int
+
+
+class FileRange(NamedTuple):
+  path: str
+  start: int
+  end: int  # exclusive; -1 means "to the end of the file"
+
+
+class Record(NamedTuple):
+  """One good record; unused fields are empty."""
+  text: str = ""
+  tokens: Sequence[str] = ()
+  labels: Sequence[str] = ()
+  label: str = ""
+
+
+class BadRecord(Exception):
+  """A malformed record: `reason` names it in metadata.json and errors/."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+
+class Filtered(Exception):
+  """A record that is dropped on purpose (empty, whitespace only) and counted."""
+
+  def __init__(self, reason: str):
+    super().__init__(reason)
+    self.reason = reason
+
+
+def arrow_schema(task: str) -> pa.Schema:
+  """Schema of the RecordBatches this stage emits (every column a list, as TFXIO expects)."""
+  fields = [(name, _LIST_OF_BYTES) for name in contract.raw_columns(task)]
+  return pa.schema(fields + [(SPLIT_KEY, pa.uint64())])
+
+
+def content_key(record: Record) -> int:
+  """A stable 64-bit hash of a record's content (hashlib blake2b, never the built-in)."""
+  digest = hashlib.blake2b(digest_size=8)
+  digest.update(record.text.encode("utf-8"))
+  for part in (record.tokens, record.labels):
+    digest.update(b"\x1e")
+    digest.update("\x1f".join(part).encode("utf-8"))
+  digest.update(b"\x1e" + record.label.encode("utf-8"))
+  return int.from_bytes(digest.digest(), "little")
+
+
+def _list_column(rows: List[Sequence[str]]) -> pa.Array:
+  """Lists of strings → a large_list<large_binary> column, built from flat values + offsets."""
+  offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+  np.cumsum([len(row) for row in rows], out=offsets[1:])
+  values = pa.array([item.encode("utf-8") for row in rows for item in row], pa.large_binary())
+  return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+
+
+def _scalar_column(values: List[str]) -> pa.Array:
+  """One string per row → a large_list<large_binary> column with lists of one."""
+  offsets = pa.array(np.arange(len(values) + 1, dtype=np.int64))
+  return pa.LargeListArray.from_arrays(offsets, pa.array([v.encode("utf-8") for v in values], pa.large_binary()))
+
+
+def to_record_batch(records: List[Record], task: str) -> pa.RecordBatch:
+  builders = {
+      "text": lambda: _scalar_column([r.text for r in records]),
+      "tokens": lambda: _list_column([r.tokens for r in records]),
+      "labels": lambda: _list_column([r.labels for r in records]),
+      "label": lambda: _scalar_column([r.label for r in records]),
+  }
+  arrays = [builders[name]() for name in contract.raw_columns(task)]
+  arrays.append(pa.array(np.fromiter((content_key(r) for r in records), dtype=np.uint64, count=len(records))))
+  return pa.record_batch(arrays, schema=arrow_schema(task))
+
+
+# --- parsing one record --------------------------------------------------------------
+
+
+def _decode(raw: bytes) -> str:
+  if b"\x00" in raw:
+    raise BadRecord("nul_byte")
+  try:
+    return raw.decode("utf-8")
+  except UnicodeDecodeError:
+    raise BadRecord("undecodable") from None
+
+
+def _check_tokens(tokens, field: str) -> List[str]:
+  if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+    raise BadRecord(f"wrong_type_{field}")
+  if any(t == "" for t in tokens) or _BAD_TOKEN_CHARS.search("".join(tokens)):
+    raise BadRecord("bad_token")
+  return tokens
+
+
+def _check_label(label, field: str) -> str:
+  if isinstance(label, bool) or not isinstance(label, (str, int)):
+    raise BadRecord(f"wrong_type_{field}")
+  label = str(label)
+  if not label.strip() or _BAD_LABEL_CHARS.search(label):
+    raise BadRecord("bad_label")
+  return label
+
+
+def parse_text_line(raw: bytes, task: str) -> Record:
+  del task  # text is lm only (checked at the command line)
+  text = _decode(raw)
+  if not text.strip():
+    raise Filtered("empty")
+  return Record(text=text)
+
+
+def parse_json_line(raw: bytes, task: str) -> Record:
+  """One JSON object: `text` or `tokens`; `labels` (tag) or `label` (classify)."""
+  line = _decode(raw)
+  if not line.strip():
+    raise Filtered("empty")
+  try:
+    obj = json.loads(line)
+  except ValueError:
+    raise BadRecord("bad_json") from None
+  if not isinstance(obj, dict):
+    raise BadRecord("not_an_object")
+  text, tokens = obj.get("text"), obj.get("tokens")
+  if task == "tag":
+    if tokens is None:
+      raise BadRecord("missing_tokens")  # labels are per token: tagging needs given tokens
+    if "labels" not in obj:
+      raise BadRecord("missing_labels")
+    tokens = _check_tokens(tokens, "tokens")
+    labels = obj["labels"]
+    if not isinstance(labels, list):
+      raise BadRecord("wrong_type_labels")
+    labels = [_check_label(label, "labels") for label in labels]
+    if len(labels) != len(tokens):
+      raise BadRecord("label_count_mismatch")
+    if not tokens:
+      raise Filtered("empty")
+    return Record(tokens=tokens, labels=labels)
+  if tokens is not None:
+    tokens = _check_tokens(tokens, "tokens")
+    record = Record(tokens=tokens)
+    empty = not tokens
+  elif text is not None:
+    if not isinstance(text, str):
+      raise BadRecord("wrong_type_text")
+    if "\x00" in text:
+      raise BadRecord("nul_byte")
+    record = Record(text=text)
+    empty = not text.strip()
+  else:
+    raise BadRecord("missing_text")
+  if task == "classify":
+    if "label" not in obj:
+      raise BadRecord("missing_label")
+    record = record._replace(label=_check_label(obj["label"], "label"))
+  if empty:
+    raise Filtered("empty")
+  return record
+
+
+def split_conll_row(line: str, use_tabs: bool) -> List[str]:
+  return line.split("\t") if use_tabs else line.split()
+
+
+def parse_conll_block(rows: List[str], use_tabs: bool, task: str) -> Record:
+  """One sentence: rows of `token ... label`; token first column, label last."""
+  tokens, labels = [], []
+  for row in rows:
+    columns = split_conll_row(row, use_tabs)
+    if len(columns) < 2:
+      raise BadRecord("conll_one_column")
+    tokens.append(columns[0])
+    labels.append(columns[-1])
+  _check_tokens(tokens, "tokens")
+  if task == "tag":
+    for label in labels:
+      _check_label(label, "labels")
+    return Record(tokens=tokens, labels=labels)
+  return Record(tokens=tokens)
+
+
+def _is_conll_skip_line(line: bytes) -> bool:
+  """-DOCSTART- lines and CoNLL-U comments are not part of any record."""
+  return line.startswith(b"-DOCSTART-") or (line.startswith(b"# ") and b"\t" not in line)
+
+
+# --- the DoFns -----------------------------------------------------------------------
+
+
+def split_into_ranges(input_file: InputFile) -> Iterator[FileRange]:
+  """Byte ranges of a file; compressed files are not splittable and stay whole."""
+  compressed = CompressionTypes.detect_compression_type(input_file.path) != CompressionTypes.UNCOMPRESSED
+  if compressed or input_file.size <= RANGE_BYTES:
+    yield FileRange(input_file.path, 0, -1)
+    return
+  for start in range(0, input_file.size, RANGE_BYTES):
+    yield FileRange(input_file.path, start, min(start + RANGE_BYTES, input_file.size))
+
+
+class _Batcher:
+  """Collects good records of one file into RecordBatches; counts everything else."""
+
+  def __init__(self, task: str, path: str):
+    self.task, self.path = task, path
+    self.records: List[Record] = []
+    self.read = 0
+    self.filtered = {}
+
+  def add(self, parse, raw: bytes, offset: int, *args):
+    """Parses one raw record; yields a dead letter or, when full, a RecordBatch."""
+    self.read += 1
+    try:
+      self.records.append(parse(raw, *args))
+    except Filtered as filtered:
+      self.filtered[filtered.reason] = self.filtered.get(filtered.reason, 0) + 1
+    except BadRecord as bad:
+      yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(bad.reason, self.path, offset, raw))
+    if len(self.records) >= BATCH_SIZE:
+      yield from self.flush()
+
+  def flush(self):
+    if self.records:
+      yield to_record_batch(self.records, self.task)
+      self.records = []
+
+  def finish(self):
+    yield from self.flush()
+    counters = [(counts.READ, self.read)] + [
+        (counts.key(counts.FILTERED, reason), n) for reason, n in self.filtered.items()]
+    for name, n in counters:
+      counts.inc(name, n)
+      yield beam.pvalue.TaggedOutput(counts.COUNTS, (name, n))
+
+
+def dead_letter(reason: str, path: str, offset: int, raw) -> dict:
+  if isinstance(raw, bytes):
+    raw = raw.decode("utf-8", errors="replace")
+  return {"reason": reason, "file": path, "offset": offset, "record": raw[:DEAD_LETTER_RECORD_CHARS]}
+
+
+def _skip_line(f, line: bytes) -> int:
+  """Reads to the end of the current line in bounded pieces; returns the bytes read."""
+  skipped = 0
+  while not line.endswith(b"\n"):
+    line = f.readline(1 << 20)
+    if not line:
+      break
+    skipped += len(line)
+  return skipped
+
+
+def _lines(f, start: int, end: int, max_record_bytes: int) -> Iterator[tuple]:
+  """(offset, line bytes without its end) for the lines that start in [start, end).
+
+  Line ends are '\\n', '\\r\\n' or a lone '\\r' (mixed endings in one file are fine).
+  A line longer than `max_record_bytes` is returned cut, with `None` as a too-long flag.
+  """
+  position = start
+  if start > 0:
+    f.seek(start - 1)
+    position = start - 1 + _skip_line(f, b"")  # finish the line that started before us
+  while end < 0 or position < end:
+    line = f.readline(max_record_bytes + 2)
+    if not line:
+      return
+    offset = position
+    position += len(line)
+    if not line.endswith(b"\n") and len(line) > max_record_bytes:
+      position += _skip_line(f, line)
+      yield offset, None, line[:DEAD_LETTER_RECORD_CHARS]
+      continue
+    if line.endswith(b"\n"):
+      line = line[:-1]
+    if line.endswith(b"\r"):
+      line = line[:-1]
+    if b"\r" in line:  # old Mac line ends inside a line
+      part_offset = offset
+      for part in line.split(b"\r"):
+        yield part_offset, part, None
+        part_offset += len(part) + 1
+    else:
+      yield offset, line, None
+
+
+class _RawStream(io.RawIOBase):
+  """Adapts Beam's CompressedFile (whose readline takes no size) to io.BufferedReader."""
+
+  def __init__(self, compressed_file):
+    super().__init__()
+    self._file = compressed_file
+
+  def readable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+
+def open_for_lines(path: str):
+  """A binary file whose readline(size) works, compressed (.gz, .bz2, ...) or not."""
+  compression = CompressionTypes.detect_compression_type(path)
+  if compression == CompressionTypes.UNCOMPRESSED:
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+  return io.BufferedReader(_RawStream(FileSystems.open(path, compression_type=compression)), 1 << 20)
+
+
+class ReadLinesDoFn(beam.DoFn):
+  """Reads one byte range of a text or JSON-lines file."""
+
+  def __init__(self, file_format: str, task: str, max_record_bytes: int):
+    self.parse = parse_text_line if file_format == "text" else parse_json_line
+    self.task = task
+    self.max_record_bytes = max_record_bytes
+
+  def process(self, file_range: FileRange):
+    batcher = _Batcher(self.task, file_range.path)
+    with open_for_lines(file_range.path) as f:
+      for offset, line, too_long in _lines(f, file_range.start, file_range.end, self.max_record_bytes):
+        if line is None:
+          batcher.read += 1
+          yield beam.pvalue.TaggedOutput(
+              counts.DEAD_LETTER, dead_letter("record_too_long", file_range.path, offset, too_long))
+          continue
+        yield from batcher.add(self.parse, line, offset, self.task)
+    yield from batcher.finish()
+
+
+class ReadConllDoFn(beam.DoFn):
+  """Reads one CoNLL file: blocks of rows separated by blank lines, one record each."""
+
+  def __init__(self, task: str, max_record_bytes: int):
+    self.task = task
+    self.max_record_bytes = max_record_bytes
+
+  def process(self, file_range: FileRange):
+    path = file_range.path
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+      data = f.read()
+    use_tabs = b"\t" in data  # columns split on tabs, or on runs of spaces if a file has none
+    batcher = _Batcher(self.task, path)
+    block: List[bytes] = []
+    block_offset = 0
+    offset = 0
+
+    def end_block():
+      raw = b"\n".join(block)
+      if len(raw) > self.max_record_bytes:
+        batcher.read += 1
+        return [beam.pvalue.TaggedOutput(
+            counts.DEAD_LETTER, dead_letter("record_too_long", path, block_offset, raw))]
+      return list(batcher.add(self._parse_block, raw, block_offset, use_tabs))
+
+    for line in data.splitlines(keepends=True):
+      line_offset, offset = offset, offset + len(line)
+      line = line.rstrip(b"\r\n")
+      if _is_conll_skip_line(line):
+        continue
+      if not line.strip():
+        if block:
+          yield from end_block()
+          block = []
+        continue
+      if not block:
+        block_offset = line_offset
+      block.append(line)
+    if block:
+      yield from end_block()
+    yield from batcher.finish()
+
+  def _parse_block(self, raw: bytes, use_tabs: bool) -> Record:
+    return parse_conll_block(_decode(raw).split("\n"), use_tabs, self.task)
+
+
+class ReadCorpus(beam.PTransform):
+  """Files → RecordBatches of good records, plus `dead_letter` and `counts` outputs.
+
+  Returns a DoOutputsTuple: the main output holds RecordBatches (schema `arrow_schema`),
+  `counts.DEAD_LETTER` holds dicts {reason, file, offset, record} and `counts.COUNTS`
+  holds (name, n) pairs.
+  """
+
+  def __init__(self, input_files: Sequence[InputFile], file_format: str, task: str,
+               max_record_bytes: int):
+    super().__init__()
+    self.input_files = list(input_files)
+    self.file_format = file_format
+    self.task = task
+    self.max_record_bytes = max_record_bytes
+
+  def expand(self, pbegin):
+    ranges = (
+        pbegin
+        | "ListFiles" >> beam.Create(self.input_files)
+        | "SplitIntoRanges" >> beam.FlatMap(split_into_ranges)
+        | "Distribute" >> beam.Reshuffle())
+    if self.file_format == "conll":
+      read = ReadConllDoFn(self.task, self.max_record_bytes)
+    else:
+      read = ReadLinesDoFn(self.file_format, self.task, self.max_record_bytes)
+    return ranges | "Parse" >> beam.ParDo(read).with_outputs(
+        counts.DEAD_LETTER, counts.COUNTS, main="records")
+
+
+def split_fraction_threshold(eval_fraction: float) -> int:
+  return int(eval_fraction * (1 << 64))
+
+
+class Split(beam.PTransform):
+  """RecordBatches → {'train': ..., 'eval': ...} by the stable content hash.
+
+  The same record always lands in the same split, whatever the run or worker.
+  """
+
+  def __init__(self, eval_fraction: float):
+    super().__init__()
+    self.threshold = split_fraction_threshold(eval_fraction)
+
+  def expand(self, record_batches):
+    tagged = record_batches | "BySplitKey" >> beam.FlatMap(_split_batch, self.threshold).with_outputs(
+        "train", "eval")
+    return {"train": tagged.train, "eval": tagged.eval}
+
+
+def _split_batch(batch: pa.RecordBatch, threshold: int):
+  import pyarrow.compute as pc  # pylint: disable=g-import-not-at-top
+  is_eval = pc.less(batch.column(SPLIT_KEY), pa.scalar(threshold, pa.uint64()))
+  columns = [name for name in batch.schema.names if name != SPLIT_KEY]
+  for split, mask in (("eval", is_eval), ("train", pc.invert(is_eval))):
+    part = batch.filter(mask).select(columns)
+    if part.num_rows:
+      yield beam.pvalue.TaggedOutput(split, part)

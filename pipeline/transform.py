@@ -1,0 +1,110 @@
+"""AnalyzeAndTransform: TFT learns the vocabularies on train and maps both splits to ids.
+
+The `preprocessing_fn` is the serving contract: the saved `transform_fn/` turns raw text
+(or given tokens) into the same ids the shards hold. Vocabulary files hold real entries
+only; the reserved `<pad>`/`<unk>` ids are added by shifting, so no real token or label
+can ever get id 0, even a literal "<pad>" in the corpus.
+"""
+
+from typing import Dict
+
+import apache_beam as beam
+import pyarrow as pa
+import tensorflow as tf
+import tensorflow_transform as tft
+import tensorflow_transform.beam as tft_beam
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.public import tfxio
+
+import contract
+from pipeline import read
+from pipeline import tokenize
+from pipeline import vocabulary as vocab_lib
+from pipeline.config import PipelineConfig
+
+TOKEN_VOCAB_NAME = "tokens"  # file name under transform_fn/assets/
+LABEL_VOCAB_NAME = "labels"
+TRUNCATED = "truncated"  # int64 output: 1 if the sequence was cut to max_length
+
+
+def _tensor_representations(task: str) -> Dict[str, schema_pb2.TensorRepresentation]:
+  ragged = 'ragged_tensor {{ feature_path {{ step: "{}" }} }}'
+  dense = 'dense_tensor {{ column_name: "{}" shape {{}} }}'
+  representations = {}
+  for name in contract.raw_columns(task):
+    spec = (dense if name in ("text", "label") else ragged).format(name)
+    representations[name] = text_format.Parse(spec, schema_pb2.TensorRepresentation())
+  return representations
+
+
+def tensor_adapter_config(task: str) -> tfxio.TensorAdapterConfig:
+  schema = read.arrow_schema(task)
+  schema = pa.schema([field for field in schema if field.name != read.SPLIT_KEY])
+  return tfxio.TensorAdapterConfig(schema, _tensor_representations(task))
+
+
+def _to_ids(strings, vocabulary):
+  """Strings → ids with the reserved ids in front: OOV → UNK_ID, entry i → i + NUM_RESERVED."""
+  index = tft.apply_vocabulary(strings, vocabulary, default_value=-1)
+
+  def shift(values):
+    return tf.where(values < 0, tf.constant(contract.UNK_ID, tf.int64), values + contract.NUM_RESERVED)
+
+  if isinstance(index, tf.RaggedTensor):
+    return tf.ragged.map_flat_values(shift, index)
+  return shift(index)
+
+
+def make_preprocessing_fn(config: PipelineConfig):
+  """The TFT preprocessing_fn for a config: pure TF ops, analyzers declared once."""
+  top_k = config.max_vocab - contract.NUM_RESERVED if config.max_vocab else None
+
+  def preprocessing_fn(inputs):
+    # Exactly one of `text` (raw, tokenized here) and `tokens` (given) is non-empty.
+    text = tokenize.lowercase(inputs["text"], config.lowercase)
+    given = tokenize.lowercase(inputs["tokens"], config.lowercase)
+    tokens = tf.concat([tokenize.tokenize(text), given], axis=1)
+    truncated = tf.cast(tokens.row_lengths() > config.max_length, tf.int64)
+    tokens = tokens[:, :config.max_length]
+    vocabulary = vocab_lib.vocabulary(tokens, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
+    outputs = {
+        contract.TOKENS: _to_ids(tokens, vocabulary),
+        contract.LENGTH: tokens.row_lengths(),
+        TRUNCATED: truncated,
+    }
+    if config.task == "tag":
+      labels = inputs["labels"][:, :config.max_length]
+      outputs[contract.LABELS] = _to_ids(labels, vocab_lib.vocabulary(labels, LABEL_VOCAB_NAME))
+    elif config.task == "classify":
+      label = inputs["label"]
+      outputs[contract.LABEL] = _to_ids(label, vocab_lib.vocabulary(label, LABEL_VOCAB_NAME))
+    return outputs
+
+  return preprocessing_fn
+
+
+class AnalyzeAndTransform(beam.PTransform):
+  """{'train', 'eval'} RecordBatches → the same, transformed to ids; writes transform_fn/.
+
+  Vocabularies are learned on train only (eval maps unseen entries to UNK_ID). Must be
+  applied inside a `tft_beam.Context`.
+  """
+
+  def __init__(self, config: PipelineConfig):
+    super().__init__()
+    self.config = config
+
+  def expand(self, splits):
+    adapter_config = tensor_adapter_config(self.config.task)
+    transform_fn = (
+        (splits["train"], adapter_config)
+        | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(self.config)))
+    _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self.config.output_dir)
+    transformed = {}
+    for split, record_batches in splits.items():
+      (batches, _) = (
+          ((record_batches, adapter_config), transform_fn)
+          | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True))
+      transformed[split] = batches | f"DropPassthrough[{split}]" >> beam.Map(lambda pair: pair[0])
+    return transformed
