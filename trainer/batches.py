@@ -1,0 +1,72 @@
+r"""Iterates the real training input pipeline once and reports its batches, to tune bucketing
+before spending GPU hours.
+
+Example:
+  python -m trainer.batches --data_dir out/ner --num_buckets 16 --tokens_per_batch 8192 --cpu_replicas 2
+
+The last line printed is one JSON object: examples, tokens, batches (global batches),
+shapes (distinct padded shapes), padding_waste (padded slots / all slots, filler rows
+included), examples_per_s and dropped (always 0: no example is dropped).
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import contract  # pylint: disable=g-import-not-at-top
+from trainer.task import add_data_flags
+
+
+def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: int, split: str = "train") -> dict:
+  """One pass over a split through exactly the trainer's input pipeline (no shuffle, no repeat)."""
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  metadata = contract.read_metadata(data_dir)
+  spec = data.bucket_spec(metadata, num_buckets, tokens_per_batch, replicas)
+  dataset = data.make_dataset(contract.shard_paths(data_dir, metadata, split), metadata["task"], spec, replicas,
+                              training=False, compression=contract.compression_type(metadata))
+  examples = tokens = slots = elements = 0
+  shapes = set()
+  start = time.perf_counter()
+  for batch in dataset:
+    weights = batch[data.WEIGHT].numpy()
+    lengths = batch[contract.LENGTH].numpy()
+    shape = tuple(batch[contract.TOKENS].shape)
+    examples += int(weights.sum())
+    tokens += int((lengths * weights).sum())
+    slots += shape[0] * shape[1]
+    shapes.add(shape)
+    elements += 1
+  seconds = time.perf_counter() - start
+  expected = metadata["splits"][split]["examples"]
+  return {"examples": examples, "tokens": tokens, "batches": elements // replicas, "shapes": len(shapes),
+          "padding_waste": round(1 - tokens / max(slots, 1), 6), "examples_per_s": round(examples / seconds, 1),
+          "dropped": expected - examples, "boundaries": spec.boundaries, "batch_sizes": spec.batch_sizes}
+
+
+def run(argv: Optional[Sequence[str]] = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m trainer.batches", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_data_flags(parser)
+  parser.add_argument("--split", choices=contract.SPLITS, default="train")
+  args = parser.parse_args(argv)
+  try:
+    result = measure(args.data_dir, args.num_buckets, args.tokens_per_batch, args.cpu_replicas, args.split)
+  except contract.DataDirError as error:
+    parser.error(str(error))
+  print(json.dumps(result))
+  return 0
+
+
+def main():
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  sys.exit(run())
+
+
+if __name__ == "__main__":
+  main()

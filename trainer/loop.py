@@ -1,0 +1,299 @@
+"""The distributed training loop: strategy scope, per-replica steps, checkpoints, logs.
+
+Distribution is visible here and nowhere else: the model and optimizer are built in
+`strategy.scope()`, input comes from `distribute_datasets_from_function`, and each
+replica's loss is its sum divided by the *global* count (all-reduced), so gradients
+summed over replicas are those of the global batch.
+"""
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+import contract
+from trainer import data
+from trainer import loss as loss_lib
+from trainer.config import TrainerConfig
+from trainer.model import build_model
+
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
+
+
+class ModelDirError(ValueError):
+  """A MODEL_DIR whose checkpoints are of another model: resuming would fail or mislead."""
+
+
+def model_description(config: TrainerConfig, metadata: dict) -> dict:
+  """The settings that fix the checkpoint's variables: a rerun must agree on all of them."""
+  return {"task": metadata["task"], "vocab_size": metadata["vocab"]["size"],
+          "num_classes": metadata.get("labels", metadata["vocab"])["size"], "cell": config.cell,
+          "bidirectional": config.bidirectional, "num_layers": config.num_layers,
+          "embedding_dim": config.embedding_dim, "hidden": config.hidden}
+
+
+def check_model_dir(config: TrainerConfig, metadata: dict, write: bool) -> None:
+  """Refuses a MODEL_DIR trained with other settings; records ours on a first run."""
+  path = os.path.join(config.model_dir, MODEL_FILE)
+  ours = model_description(config, metadata)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      theirs = json.load(f)
+    different = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    if different:
+      described = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(different.items()))
+      raise ModelDirError(f"--model_dir {config.model_dir} holds a model trained with {described}; "
+                          "use a new --model_dir, or the same data and model flags to resume")
+  elif write:
+    tf.io.gfile.makedirs(config.model_dir)
+    with tf.io.gfile.GFile(path, "w") as f:
+      json.dump(ours, f, indent=1, sort_keys=True)
+
+
+class Trainer:
+  """Owns the strategy, model, optimizer, datasets and checkpoints of one run."""
+
+  def __init__(self, config: TrainerConfig, strategy: tf.distribute.Strategy, metadata: dict,
+               is_chief: bool = True, worker_name: str = "chief"):
+    self.config = config
+    self.is_chief = is_chief
+    # Every worker saves (saving may involve collectives), but only the chief into
+    # MODEL_DIR's shared directories; the others into MODEL_DIR/workers/NAME.
+    self.output_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", worker_name)
+    self.strategy = strategy
+    self.metadata = metadata
+    self.task = metadata["task"]
+    self.replicas = strategy.num_replicas_in_sync
+    self.vocab_size = metadata["vocab"]["size"]
+    self.num_classes = self.vocab_size if self.task == "lm" else metadata["labels"]["size"]
+    self.compression = contract.compression_type(metadata)
+    self.train_paths = contract.shard_paths(config.data_dir, metadata, "train")
+    self.eval_paths = contract.shard_paths(config.data_dir, metadata, "eval")
+    self._stop_requested = False
+    self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+    with strategy.scope():
+      self.model = build_model(config, self.task, self.vocab_size, self.num_classes)
+      self.optimizer = keras.optimizers.Adam(config.learning_rate)
+      self.optimizer.build(self.model.trainable_variables)
+    # Every model variable by its Keras path, including the dropout RNG states, which
+    # tf.train.Checkpoint does not find through a Keras 3 model: without them a resumed
+    # run draws different dropout masks than an uninterrupted one.
+    model_variables = {variable.path: variable.value for variable in self.model.variables}
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, variables=model_variables)
+    self.chief_checkpoints = os.path.join(config.model_dir, "checkpoints")
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(self.output_dir, "checkpoints"), max_to_keep=3)
+    self.writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "logs")) if is_chief
+                   else tf.summary.create_noop_writer())
+    self.stopped_early = False
+
+  @property
+  def step(self) -> int:
+    return int(self.optimizer.iterations.numpy())
+
+  # --- input ---------------------------------------------------------------------------
+
+  def _dataset_fn(self, training: bool, skip_batches: int = 0):
+    def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+      num_pipelines = input_context.num_input_pipelines if training else 1
+      local_replicas = self.replicas // input_context.num_input_pipelines
+      spec = data.bucket_spec(self.metadata, self.config.num_buckets,
+                              self.config.tokens_per_batch // input_context.num_input_pipelines, local_replicas)
+      return data.make_dataset(
+          self.train_paths if training else self.eval_paths, self.task, spec, local_replicas,
+          training=training, compression=self.compression, seed=self.config.seed,
+          pipeline_index=input_context.input_pipeline_id, num_pipelines=num_pipelines,
+          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches)
+    return dataset_fn
+
+  def distributed_dataset(self, training: bool, skip_batches: int = 0):
+    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    return self.strategy.distribute_datasets_from_function(
+        self._dataset_fn(training, skip_batches), options)
+
+  # --- steps ---------------------------------------------------------------------------
+
+  def _replica_sums(self, batch, training: bool):
+    logits = self.model(batch[contract.TOKENS], training=training)
+    target = loss_lib.targets(batch, self.task)
+    mask = loss_lib.target_mask(batch, target)
+    loss_sum, count = loss_lib.loss_sums(logits, target, mask, self.config.loss_reduction)
+    return logits, target, mask, loss_sum, count
+
+  def replica_gradients(self, batch, training: bool = True):
+    """This replica's share of the global batch's loss, and its gradients.
+
+    Summed over replicas, both equal the loss and gradients of the whole global batch.
+    Returns (loss, loss_sum, count, gradients).
+    """
+    context = tf.distribute.get_replica_context()
+    with tf.GradientTape() as tape:
+      _, _, _, loss_sum, count = self._replica_sums(batch, training=training)
+      global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
+      loss = loss_sum / tf.maximum(global_count, 1.0)
+    return loss, loss_sum, count, tape.gradient(loss, self.model.trainable_variables)
+
+  def _train_replica_step(self, batch):
+    context = tf.distribute.get_replica_context()
+    _, loss_sum, count, gradients = self.replica_gradients(batch)
+    variables = self.model.trainable_variables
+    if self._dense_gradients:
+      # Across workers, sparse embedding gradients have a different number of rows on
+      # each worker, and the collective gather needs equal shapes: all-reduce them dense.
+      gradients = [tf.convert_to_tensor(g) for g in gradients]
+    if self.config.clip_norm > 0:
+      # Clip the global batch's gradient, not each replica's: all-reduce first, then
+      # hand each replica 1/N of the clipped sum (the optimizer sums them again).
+      gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+      gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm)
+      gradients = [_scale(g, 1.0 / self.replicas) for g in gradients]
+    self.optimizer.apply_gradients(zip(gradients, variables))
+    lengths = tf.cast(batch[contract.LENGTH], tf.float32) * batch[data.WEIGHT]
+    slots = tf.cast(tf.size(batch[contract.TOKENS]), tf.float32)
+    return {"loss_sum": loss_sum, "count": count, "tokens": tf.reduce_sum(lengths), "slots": slots}
+
+  def _eval_replica_step(self, batch):
+    logits, target, mask, loss_sum, count = self._replica_sums(batch, training=False)
+    return {"loss_sum": loss_sum, "count": count,
+            "correct": loss_lib.correct_count(logits, target, mask), "targets": tf.reduce_sum(mask)}
+
+  def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+    return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
+
+  @tf.function
+  def _train_steps(self, iterator, num_steps: tf.Tensor):
+    totals = {k: tf.constant(0.0) for k in ("loss_sum", "count", "tokens", "slots")}
+    for _ in tf.range(num_steps):
+      sums = self._reduce(self.strategy.run(self._train_replica_step, args=(next(iterator),)))
+      totals = {k: totals[k] + sums[k] for k in totals}
+    return totals
+
+  @tf.function(reduce_retracing=True)  # one trace for all bucket shapes, not one per bucket
+  def _eval_step(self, batch):
+    return self._reduce(self.strategy.run(self._eval_replica_step, args=(batch,)))
+
+  # --- the loop ------------------------------------------------------------------------
+
+  def evaluate(self) -> Dict[str, float]:
+    totals = {"loss_sum": 0.0, "count": 0.0, "correct": 0.0, "targets": 0.0}
+    for batch in self.distributed_dataset(training=False):
+      for k, v in self._eval_step(batch).items():
+        totals[k] += float(v)
+    eval_loss = totals["loss_sum"] / max(totals["count"], 1.0)
+    results = {"eval_loss": eval_loss, "eval_examples_targets": totals["targets"]}
+    if self.task == "lm":
+      results["eval_perplexity"] = math.exp(min(eval_loss, 50.0))
+    else:
+      results["eval_accuracy"] = totals["correct"] / max(totals["targets"], 1.0)
+    return results
+
+  def request_stop(self, *_):
+    """On SIGTERM (preemption): finish the current steps, checkpoint, exit."""
+    logging.warning("SIGTERM: checkpointing at the next step boundary and stopping")
+    self._stop_requested = True
+
+  def train(self) -> dict:
+    try:
+      return self._train()
+    except tf.errors.DataLossError as error:
+      where = contract.find_corrupt_record(self.train_paths + self.eval_paths, self.compression)
+      raise contract.DataDirError(
+          f"corrupt TFRecord data ({where or error.message}); rerun pipeline.preprocess --overwrite") from None
+
+  def _train(self) -> dict:
+    config = self.config
+    restored = tf.train.latest_checkpoint(self.chief_checkpoints)  # every worker resumes from the chief's
+    if restored:
+      self.checkpoint.restore(restored).assert_existing_objects_matched()
+    start = self.step
+    if restored:
+      logging.info("Resumed from %s at step %d", restored, start)
+    iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
+    if hasattr(signal, "SIGTERM"):
+      try:
+        signal.signal(signal.SIGTERM, self.request_stop)
+      except ValueError:  # not the main thread
+        pass
+    metrics = {"global_step": start, "replicas": self.replicas}
+    run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
+    while self.step < config.train_steps and not self._stop_requested:
+      interval = min(config.log_every, config.train_steps - self.step,
+                     _steps_to_next(self.step, config.eval_every), _steps_to_next(self.step, config.checkpoint_every))
+      begin = time.time()
+      sums = {k: float(v) for k, v in self._train_steps(iterator, tf.constant(interval)).items()}
+      seconds = time.time() - begin
+      step = self.step
+      run_seconds += seconds
+      run_tokens += sums["tokens"]
+      run_slots += sums["slots"]
+      train_loss = sums["loss_sum"] / max(sums["count"], 1.0)
+      tokens_per_s = run_tokens / max(run_seconds, 1e-9)
+      metrics.update(global_step=step, train_loss=train_loss, tokens_per_s=tokens_per_s,
+                     padding_waste=1.0 - run_tokens / max(run_slots, 1.0))
+      eta = (config.train_steps - step) * seconds / interval
+      logging.info("step %d/%d  loss %.4f  %.0f tokens/s  padding %.1f%%  ETA %s", step, config.train_steps,
+                   train_loss, sums["tokens"] / max(seconds, 1e-9), 100 * metrics["padding_waste"],
+                   _format_seconds(eta))
+      with self.writer.as_default(step=step):
+        tf.summary.scalar("train/loss", train_loss)
+        tf.summary.scalar("train/tokens_per_s", sums["tokens"] / max(seconds, 1e-9))
+        tf.summary.scalar("train/padding_waste", 1.0 - sums["tokens"] / max(sums["slots"], 1.0))
+      if step % config.checkpoint_every == 0 or step == config.train_steps or self._stop_requested:
+        self._save(step)
+      if step % config.eval_every == 0 or step == config.train_steps:
+        metrics.update(self._evaluate_and_log(step))
+    self._save(self.step)
+    if self._stop_requested and self.step < config.train_steps:
+      self.stopped_early = True
+      metrics["global_step"] = self.step
+      self.writer.flush()
+      return metrics
+    if "eval_loss" not in metrics:
+      metrics.update(self._evaluate_and_log(self.step))
+    metrics["global_step"] = self.step
+    self.writer.flush()
+    return metrics
+
+  def _save(self, step: int) -> None:
+    latest = self.manager.latest_checkpoint
+    if latest is None or not latest.endswith(f"-{step}"):
+      self.manager.save(checkpoint_number=step)
+
+  def _evaluate_and_log(self, step: int) -> dict:
+    results = self.evaluate()
+    results.pop("eval_examples_targets")
+    with self.writer.as_default(step=step):
+      for name, value in results.items():
+        tf.summary.scalar(name.replace("eval_", "eval/"), value)
+    logging.info("step %d  %s", step, "  ".join(f"{k} {v:.4f}" for k, v in results.items()))
+    return results
+
+
+def _scale(gradient, factor: float):
+  if isinstance(gradient, tf.IndexedSlices):  # embedding gradients stay sparse
+    return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+  return gradient * factor
+
+
+def _steps_to_next(step: int, every: int) -> int:
+  return every - step % every if every > 0 else 1 << 30
+
+
+def _format_seconds(seconds: float) -> str:
+  seconds = int(seconds)
+  return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def write_metrics(model_dir: str, metrics: dict) -> str:
+  path = os.path.join(model_dir, METRICS_FILE)
+  with tf.io.gfile.GFile(path, "w") as f:
+    json.dump(metrics, f, indent=1, sort_keys=True)
+  return path
