@@ -1,0 +1,103 @@
+"""Shared fixtures: real CLI runs on tiny corpora written by the tests, no mocks.
+
+The CPU is split into 2 logical devices before TensorFlow initialises, so trainer tests
+can build MirroredStrategy with 1 or 2 replicas in this process.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # pylint: disable=g-import-not-at-top
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEST_CPU_DEVICES = 2
+
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0],
+    [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_DEVICES)])
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: over a minute; run by `make test-all`, not `make test`")
+
+
+def run_cli(module, *args, check=True, env=None):
+  """Runs `python -m module args` from the repo root; returns the CompletedProcess."""
+  process = subprocess.run(
+      [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=900)
+  if check and process.returncode != 0:
+    raise AssertionError(f"{module} exited {process.returncode}:\n{process.stderr[-4000:]}")
+  return process
+
+
+def kill_when(process, condition):
+  """SIGKILLs a running process as soon as `condition()` holds (or once it has exited)."""
+  import signal  # pylint: disable=g-import-not-at-top
+  while not condition():
+    try:
+      process.wait(timeout=0.01)  # waits on the process, not a sleep: returns when it exits
+      break
+    except subprocess.TimeoutExpired:
+      pass
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert process.returncode == -signal.SIGKILL, "the process ended before it could be killed"
+
+
+def preprocess(inputs, output_dir, file_format, task, *extra, check=True):
+  args = []
+  for pattern in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs):
+    args += ["--input", pattern]
+  return run_cli("pipeline.preprocess", *args, "--output_dir", output_dir, "--format", file_format,
+                 "--task", task, *extra, check=check)
+
+
+def read_metadata(output_dir):
+  with open(os.path.join(output_dir, "metadata.json"), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def read_records(output_dir, split, task="tag"):
+  """Parses every record of a split with TensorFlow: a list of dicts of numpy values."""
+  import contract  # pylint: disable=g-import-not-at-top
+  metadata = read_metadata(output_dir)
+  context_spec, sequence_spec = contract.parsing_spec(metadata["task"])
+  records = []
+  for shard in metadata["splits"][split]["shards"]:
+    path = os.path.join(output_dir, shard["file"])
+    for serialized in tf.data.TFRecordDataset(path, compression_type=contract.compression_type(metadata)):
+      context, sequences = tf.io.parse_single_sequence_example(serialized, context_spec, sequence_spec)
+      records.append({k: v.numpy() for k, v in {**context, **sequences}.items()})
+  return records
+
+
+def write_conll(path, sentences):
+  """sentences: lists of (token, label)."""
+  with open(path, "w", encoding="utf-8") as f:
+    for sentence in sentences:
+      f.write("".join(f"{token}\t{label}\n" for token, label in sentence) + "\n")
+
+
+TAGGED = [
+    [("The", "DET"), ("cat", "NOUN"), ("sleeps", "VERB"), (".", "PUNCT")],
+    [("A", "DET"), ("dog", "NOUN"), ("runs", "VERB")],
+    [("Alice", "PROPN"), ("sees", "VERB"), ("the", "DET"), ("dog", "NOUN"), ("!", "PUNCT")],
+    [("Bob", "PROPN"), ("runs", "VERB")],
+    [("The", "DET"), ("old", "ADJ"), ("cat", "NOUN"), ("sees", "VERB"), ("Bob", "PROPN")],
+    [("café", "NOUN"), ("naïve", "ADJ"), ("😀", "SYM"), ("東京", "PROPN"), ("שלום", "INTJ")],
+]
+
+
+@pytest.fixture(scope="session")
+def demo_tag_data(tmp_path_factory):
+  """The pipeline's output on the bundled demo corpus (tag task), built once per session."""
+  output_dir = tmp_path_factory.mktemp("demo") / "data"
+  preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
+             "--eval_fraction", "0.1")
+  return str(output_dir)

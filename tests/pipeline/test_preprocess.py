@@ -1,0 +1,280 @@
+"""End-to-end: the real `python -m pipeline.preprocess` on tiny corpora, records parsed back."""
+
+import collections
+import json
+import os
+import unicodedata
+
+import pytest
+
+import contract
+from tests.conftest import TAGGED, preprocess, read_metadata, read_records, write_conll
+
+
+def vocab(output_dir, name="vocab.txt"):
+  return contract.read_vocab(os.path.join(output_dir, name))
+
+
+def reference_tokenize(text, lowercase=False):
+  """The documented tokenization, written independently of the TF graph: separators are
+  Unicode Z* and Cc characters; each punctuation (P*) or symbol (S*) character is a token."""
+  tokens, current = [], []
+  for char in text.lower() if lowercase else text:
+    category = unicodedata.category(char)
+    if category.startswith("Z") or category == "Cc":
+      tokens.append("".join(current))
+      current = []
+    elif category[0] in "PS":
+      tokens += ["".join(current), char]
+      current = []
+    else:
+      current.append(char)
+  tokens.append("".join(current))
+  return [t for t in tokens if t]
+
+
+def decode(records, token_vocab, label_vocab=None):
+  out = []
+  for r in records:
+    tokens = tuple(token_vocab[i] for i in r["tokens"])
+    labels = tuple(label_vocab[i] for i in r["labels"]) if label_vocab else None
+    out.append((tokens, labels))
+  return out
+
+
+def test_conll_tag_round_trip(tmp_path):
+  corpus = tmp_path / "train.conll"
+  write_conll(corpus, TAGGED)
+  out = tmp_path / "out"
+  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3")
+
+  metadata = read_metadata(out)
+  assert os.path.exists(out / "COMPLETED")
+  train, evaluation = read_records(out, "train"), read_records(out, "eval")
+  assert len(train) + len(evaluation) == len(TAGGED)
+  assert metadata["splits"]["train"]["examples"] == len(train)
+  assert metadata["splits"]["eval"]["examples"] == len(evaluation)
+  for record in train + evaluation:
+    assert record["length"] == len(record["tokens"]) == len(record["labels"]) >= 1
+    assert (record["tokens"] != contract.PAD_ID).all()
+    assert (record["labels"] != contract.PAD_ID).all()
+  # Vocabularies are learned on train only: eval tokens unseen in train map to <unk>.
+  token_vocab, label_vocab = vocab(out), vocab(out, "labels.txt")
+  assert token_vocab[:2] == ["<pad>", "<unk>"] and label_vocab[:2] == ["<pad>", "<unk>"]
+  train_tokens = {t for tokens, _ in decode(train, token_vocab, label_vocab) for t in tokens}
+  assert set(token_vocab[2:]) == train_tokens
+  expected = collections.Counter((tuple(t for t, _ in s), tuple(l for _, l in s)) for s in TAGGED)
+  got = collections.Counter(decode(train, token_vocab, label_vocab))
+  got_eval = decode(evaluation, token_vocab, label_vocab)
+  for tokens, labels in got_eval:  # eval decodes with <unk> for tokens unseen in train
+    match = [e for e in expected if len(e[0]) == len(tokens) and all(
+        a == b or (a == "<unk>" and b not in train_tokens) for a, b in zip(tokens, e[0]))]
+    assert match, tokens
+    got[match[0]] += 1
+  assert got == expected
+  counts = metadata["counts"]
+  assert counts["read"] == counts["written"] == len(TAGGED)
+
+
+def test_text_lm_round_trip_with_documented_tokenization(tmp_path):
+  lines = ["Hello, World! It's 3.5$ today.", "", "   ", "naïve café\tCAFÉ — ok?", "東京 😀😀 שלום",
+           "tabs\tand\x0bvertical\u2028separators", "x" * 3]
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  out = tmp_path / "out"
+  preprocess(corpus, out, "text", "lm", "--lowercase", "--eval_fraction", "0")
+
+  records = read_records(out, "train")
+  token_vocab = vocab(out)
+  got = collections.Counter(tokens for tokens, _ in decode(records, token_vocab))
+  expected = collections.Counter(tuple(reference_tokenize(l, lowercase=True)) for l in lines if l.strip())
+  assert got == expected
+  assert all(not any(c in t for c in "\n\t\r ") for t in token_vocab)
+  counts = read_metadata(out)["counts"]
+  assert counts["filtered"] == {"empty": 2}
+  assert counts["read"] == len(lines)
+
+
+def test_bad_input_is_counted_and_dead_lettered(tmp_path):
+  good = [{"text": "good one", "label": "pos"}, {"tokens": ["fine", "too"], "label": "neg"},
+          {"text": "numbers as labels", "label": 3}]
+  lines = [json.dumps(g).encode() for g in good] + [
+      b"",  # filtered: empty
+      b"   \t ",  # filtered: whitespace only
+      b'{"text": "   ", "label": "pos"}',  # filtered: empty text
+      b"{not json",  # bad_json
+      b"[1, 2]",  # not_an_object
+      b'{"label": "pos"}',  # missing_text
+      b'{"text": "no label"}',  # missing_label
+      b'{"text": 5, "label": "pos"}',  # wrong_type_text
+      b'{"tokens": ["a b"], "label": "pos"}',  # bad_token
+      b'{"text": "x", "label": ["pos"]}',  # wrong_type_label
+      b'{"text": "caf\xe9", "label": "pos"}',  # undecodable (latin-1)
+      b'{"text": "nul \x00 here", "label": "pos"}',  # nul_byte
+  ]
+  corpus = tmp_path / "mixed.jsonl"
+  corpus.write_bytes(b"\r\n".join(lines))  # CRLF line ends and no final newline
+  (tmp_path / "zero.jsonl").write_bytes(b"")  # a zero-byte file: no record, no error
+  out = tmp_path / "out"
+  preprocess([str(corpus), str(tmp_path / "zero.jsonl")], out, "jsonl", "classify",
+             "--max_error_fraction", "0.9", "--eval_fraction", "0")
+
+  counts = read_metadata(out)["counts"]
+  assert counts["read"] == len(lines)
+  assert counts["written"] == len(good)
+  assert counts["filtered"] == {"empty": 3}
+  assert counts["dead_letter"] == {
+      "bad_json": 1, "not_an_object": 1, "missing_text": 1, "missing_label": 1, "wrong_type_text": 1,
+      "bad_token": 1, "wrong_type_label": 1, "undecodable": 1, "nul_byte": 1}
+  with open(out / "errors" / "dead_letter.jsonl", encoding="utf-8") as f:
+    rows = [json.loads(line) for line in f]
+  assert len(rows) == 9
+  assert all(row["file"] == str(corpus) and row["reason"] and "record" in row for row in rows)
+  assert {row["record"] for row in rows if row["reason"] == "bad_json"} == {"{not json"}
+  records = read_records(out, "train")
+  labels = vocab(out, "labels.txt")
+  assert sorted(labels[r["label"]] for r in records) == ["3", "neg", "pos"]
+
+
+def test_error_budget_exceeded_exits_2_without_completed(tmp_path):
+  corpus = tmp_path / "bad.jsonl"
+  corpus.write_text('{"text": "ok"}\n{oops\n{oops again\n', encoding="utf-8")
+  out = tmp_path / "out"
+  process = preprocess(corpus, out, "jsonl", "lm", "--max_error_fraction", "0.5", check=False)
+  assert process.returncode == 2
+  assert "dead letters" in process.stderr.strip().splitlines()[-1]
+  assert not os.path.exists(out / "COMPLETED")
+  assert read_metadata(out)["counts"]["dead_letter"] == {"bad_json": 2}
+  with pytest.raises(contract.DataDirError, match="COMPLETED"):
+    contract.read_metadata(str(out))
+
+
+@pytest.mark.parametrize("case", ["no_match", "not_empty", "bad_format", "text_for_tag"])
+def test_usage_errors_exit_2_with_one_line(tmp_path, case):
+  corpus = tmp_path / "c.txt"
+  corpus.write_text("a b\n", encoding="utf-8")
+  out = tmp_path / "out"
+  args = {"no_match": (tmp_path / "nothing*.txt", out, "text", "lm"),
+          "not_empty": (corpus, tmp_path, "text", "lm"),
+          "bad_format": (corpus, out, "csv", "lm"),
+          "text_for_tag": (corpus, out, "text", "tag")}[case]
+  process = preprocess(*args, check=False)
+  assert process.returncode == 2
+  last = process.stderr.strip().splitlines()[-1]
+  assert last.startswith("python -m pipeline.preprocess: error:"), process.stderr[-2000:]
+  assert "Traceback" not in process.stderr
+
+
+def test_overwrite_refuses_foreign_files(tmp_path):
+  corpus = tmp_path / "c.txt"
+  corpus.write_text("a b\n", encoding="utf-8")
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "precious.txt").write_text("keep me")
+  process = preprocess(corpus, out, "text", "lm", "--overwrite", check=False)
+  assert process.returncode == 2 and "precious.txt" in process.stderr
+  assert (out / "precious.txt").read_text() == "keep me"
+
+
+def shard_bytes(output_dir):
+  names = sorted(n for n in os.listdir(output_dir) if ".tfrecord" in n)
+  return {n: (output_dir / n).read_bytes() for n in names}
+
+
+def comparable_metadata(output_dir):
+  metadata = read_metadata(output_dir)
+  del metadata["created"]
+  return metadata
+
+
+def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
+  corpus = tmp_path / "corpus.conll"
+  write_conll(corpus, TAGGED * 40)
+  first, second = tmp_path / "first", tmp_path / "second"
+  preprocess(corpus, first, "conll", "tag", "--num_shards", "3")
+  # A stale run with more shards, replaced with --overwrite by a 2-worker run.
+  preprocess(corpus, second, "conll", "tag", "--num_shards", "5")
+  preprocess(corpus, second, "conll", "tag", "--num_shards", "3", "--overwrite",
+             "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+  assert shard_bytes(first) == shard_bytes(second)
+  assert len(shard_bytes(first)) == 4  # 3 train + 1 eval, no stale shard
+  assert comparable_metadata(first) == comparable_metadata(second)
+  assert (first / "vocab.txt").read_bytes() == (second / "vocab.txt").read_bytes()
+  assert not os.path.exists(second / ".tmp")
+  # Order inside a shard is a hash shuffle, not input order, and every example is there.
+  records = read_records(first, "train") + read_records(first, "eval")
+  assert len(records) == len(TAGGED) * 40
+
+
+def test_portable_runner_gives_the_same_shards(tmp_path):
+  corpus = tmp_path / "corpus.conll"
+  write_conll(corpus, TAGGED * 10)
+  direct, portable = tmp_path / "direct", tmp_path / "portable"
+  preprocess(corpus, direct, "conll", "tag")
+  preprocess(corpus, portable, "conll", "tag", "--runner", "PortableRunner", "--job_endpoint", "embed",
+             "--environment_type", "LOOPBACK")
+  assert shard_bytes(direct) == shard_bytes(portable)
+  assert comparable_metadata(direct) == comparable_metadata(portable)
+
+
+def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
+  import gzip  # pylint: disable=g-import-not-at-top
+  (tmp_path / "in").mkdir()
+  with gzip.open(tmp_path / "in" / "a.jsonl.gz", "wt", encoding="utf-8") as f:
+    f.write(json.dumps({"tokens": ["a", "b", "a", "c", "a", "b", "d", "e"], "labels": list("XYXYXYXY")}) + "\n")
+    f.write(json.dumps({"tokens": ["e\u0301t\u00e9", "a"], "labels": ["X", "Y"]}) + "\n")  # combining mark
+  (tmp_path / "b.jsonl").write_text(
+      json.dumps({"tokens": ["a", "b"], "labels": ["X"]}) + "\n"  # label_count_mismatch
+      + json.dumps({"tokens": ["z"]}) + "\n",  # missing_labels
+      encoding="utf-8")
+  out = tmp_path / "out"
+  preprocess([str(tmp_path / "in" / "*.gz"), str(tmp_path / "b.jsonl")], out, "jsonl", "tag",
+             "--max_length", "6", "--max_vocab", "4", "--min_count", "2", "--eval_fraction", "0",
+             "--max_error_fraction", "0.6")
+  metadata = read_metadata(out)
+  assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {}, "truncated": 1,
+                                "dead_letter": {"label_count_mismatch": 1, "missing_labels": 1}}
+  # Counted on the truncated train data: a x4, b x2 (c, d, e once; e\u0301t\u00e9 once).
+  assert vocab(out) == ["<pad>", "<unk>", "a", "b"]
+  records = sorted(read_records(out, "train"), key=lambda r: -len(r["tokens"]))
+  assert records[0]["length"] == 6 and list(records[0]["tokens"]) == [2, 3, 2, 1, 2, 3]
+  assert list(records[1]["tokens"]) == [1, 2]
+  assert [m["file"] for m in metadata["inputs"]] == sorted([str(tmp_path / "in" / "a.jsonl.gz"),
+                                                           str(tmp_path / "b.jsonl")])
+
+
+def test_unicode_tokens_survive_the_round_trip(tmp_path):
+  tokens = ["e\u0301", "🇳🇴", "👩\u200d💻", "مرحبا", "שָׁלוֹם", "東京", "\u00a0x"]
+  labels = ["A"] * len(tokens)
+  corpus = tmp_path / "u.jsonl"
+  corpus.write_text(json.dumps({"tokens": tokens[:-1], "labels": labels[:-1]}) + "\n"
+                    + json.dumps({"tokens": tokens[-1:], "labels": labels[-1:]}) + "\n", encoding="utf-8")
+  out = tmp_path / "out"
+  preprocess(corpus, out, "jsonl", "tag", "--eval_fraction", "0", "--max_error_fraction", "0.5")
+  token_vocab = vocab(out)
+  (record,) = read_records(out, "train")
+  assert [token_vocab[i] for i in record["tokens"]] == tokens[:-1]
+  assert read_metadata(out)["counts"]["dead_letter"] == {"bad_token": 1}  # NBSP inside a token
+  raw = (out / "vocab.txt").read_bytes().decode("utf-8")
+  assert raw.count("\n") == len(token_vocab)
+
+
+def test_killed_job_is_refused_and_overwrite_reproduces_the_clean_run(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
+  corpus = tmp_path / "corpus.conll"
+  write_conll(corpus, TAGGED * 30)
+  clean, killed = tmp_path / "clean", tmp_path / "killed"
+  preprocess(corpus, clean, "conll", "tag", "--num_shards", "2")
+  args = ["--input", str(corpus), "--output_dir", str(killed), "--format", "conll", "--task", "tag",
+          "--num_shards", "2"]
+  process = subprocess.Popen([sys.executable, "-m", "pipeline.preprocess", *args], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  kill_when(process, lambda: (killed / ".tmp").exists())  # as soon as it writes into the output directory
+  assert not (killed / "COMPLETED").exists()
+  with pytest.raises(contract.DataDirError):
+    contract.read_metadata(str(killed))
+  preprocess(corpus, killed, "conll", "tag", "--num_shards", "2", "--overwrite")
+  assert shard_bytes(killed) == shard_bytes(clean)
+  assert sorted(os.listdir(killed)) == sorted(os.listdir(clean))

@@ -1,0 +1,61 @@
+"""The input pipeline on the pipeline's real output: nothing dropped, shapes bounded."""
+
+import collections
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import contract
+from trainer import data
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_data, replicas):
+  metadata = contract.read_metadata(demo_tag_data)
+  spec = data.bucket_spec(metadata, num_buckets=8, tokens_per_batch=512, replicas=replicas)
+  assert all(size % replicas == 0 and size >= replicas for size in spec.batch_sizes)
+  paths = contract.shard_paths(demo_tag_data, metadata, "eval")
+  dataset = data.make_dataset(paths, "tag", spec, replicas, training=False)
+
+  elements = list(dataset.as_numpy_iterator())
+  assert len(elements) % replicas == 0
+  seen = collections.Counter()
+  for step in range(0, len(elements), replicas):
+    group = elements[step:step + replicas]
+    assert len({e[contract.TOKENS].shape for e in group}) == 1  # replicas of a step: same shape
+    for element in group:
+      tokens, labels, lengths, weights = (element[contract.TOKENS], element[contract.LABELS],
+                                          element[contract.LENGTH], element[data.WEIGHT])
+      width = tokens.shape[1]
+      assert width in spec.boundaries
+      assert (lengths <= width).all()
+      lower = max([0] + [b for b in spec.boundaries if b < width])
+      assert ((lengths > lower) | (weights == 0)).all()  # each real row is in its own bucket
+      for row, length in enumerate(lengths):
+        assert (tokens[row, :length] != contract.PAD_ID).all() and (tokens[row, length:] == contract.PAD_ID).all()
+        assert (labels[row, length:] == contract.PAD_ID).all()
+        if weights[row]:
+          seen[tuple(tokens[row, :length])] += 1
+  assert sum(seen.values()) == metadata["splits"]["eval"]["examples"]
+  expected = collections.Counter()
+  for serialized in tf.data.TFRecordDataset(paths):
+    context, sequences = tf.io.parse_single_sequence_example(serialized, *contract.parsing_spec("tag"))
+    expected[tuple(sequences[contract.TOKENS].numpy())] += 1
+  assert seen == expected
+
+
+def test_bucket_spec_covers_eval_lengths_longer_than_train():
+  metadata = {"bucket_boundaries": {"4": {"boundaries": [3, 9]}},
+              "length_histogram": {"train": {"3": 5, "9": 1}, "eval": {"12": 1}}}
+  spec = data.bucket_spec(metadata, 4, tokens_per_batch=36, replicas=2)
+  assert spec.boundaries == [3, 9, 12]
+  assert spec.batch_sizes == [12, 4, 2]
+
+
+def test_fill_and_split_gives_equal_slices_with_zero_weight_filler():
+  batch = {contract.TOKENS: tf.constant([[1, 2], [3, 0], [4, 0]], tf.int64),
+           contract.LENGTH: tf.constant([2, 1, 1], tf.int64)}
+  slices = list(data._fill_and_split(batch, 2).as_numpy_iterator())  # pylint: disable=protected-access
+  assert [s[contract.TOKENS].shape for s in slices] == [(2, 2), (2, 2)]
+  np.testing.assert_array_equal(np.concatenate([s[data.WEIGHT] for s in slices]), [1, 1, 1, 0])

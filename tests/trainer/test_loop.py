@@ -1,0 +1,86 @@
+"""The masked loss of a global batch is exact whatever the replicas and the padding."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import contract
+from trainer import data
+from trainer.config import TrainerConfig
+from trainer.loop import Trainer
+
+TOKENS = [[5, 3, 9, 2, 8], [7, 7], [4, 6, 2], [3]]
+LABELS = [[2, 3, 2, 4, 2], [5, 2], [3, 3, 2], [4]]
+
+
+def global_batch(width, rows=range(4)):
+  pad = lambda s: s + [0] * (width - len(s))
+  matrix = lambda rows_: tf.constant(np.array(rows_, np.int64).reshape(-1, width))
+  return {contract.TOKENS: matrix([pad(TOKENS[i]) for i in rows]),
+          contract.LABELS: matrix([pad(LABELS[i]) for i in rows]),
+          contract.LENGTH: tf.constant([len(TOKENS[i]) for i in rows], tf.int64),
+          data.WEIGHT: tf.ones([len(rows)], tf.float32)}
+
+
+def make_trainer(demo_tag_data, replicas, reduction, tmp_path):
+  devices = [f"/cpu:{i}" for i in range(replicas)]
+  strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+  config = TrainerConfig(data_dir=demo_tag_data, model_dir=str(tmp_path / f"m{replicas}{reduction}"),
+                         embedding_dim=8, hidden=8, bidirectional=True, loss_reduction=reduction)
+  trainer = Trainer(config, strategy, contract.read_metadata(demo_tag_data))
+  rng = np.random.default_rng(0)
+  trainer.model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in trainer.model.get_weights()])
+  return trainer
+
+
+def loss_and_gradients(trainer, replica_batches):
+  """Runs one step's forward/backward with replica i given replica_batches[i]."""
+  strategy = trainer.strategy
+  distributed = strategy.experimental_distribute_values_from_function(
+      lambda context: replica_batches[context.replica_id_in_sync_group])
+
+  @tf.function
+  def step(batch):
+    def replica_fn(replica_batch):
+      # As from tf.data, static shapes are unknown (a static 0-row shape is never fed).
+      replica_batch = {k: tf.compat.v1.placeholder_with_default(v, [None] * v.shape.rank)
+                       for k, v in replica_batch.items()}
+      loss, _, _, gradients = trainer.replica_gradients(replica_batch, training=False)
+      return loss, [tf.convert_to_tensor(g) for g in gradients]
+    loss, gradients = strategy.run(replica_fn, args=(batch,))
+    reduce = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+    return reduce(loss), [reduce(g) for g in gradients]
+
+  loss, gradients = step(distributed)
+  return float(loss), [g.numpy() for g in gradients]
+
+
+@pytest.mark.parametrize("reduction", ["token", "sequence"])
+def test_loss_and_gradients_equal_with_1_and_2_replicas_and_any_padding(demo_tag_data, tmp_path, reduction):
+  one = make_trainer(demo_tag_data, 1, reduction, tmp_path)
+  two = make_trainer(demo_tag_data, 2, reduction, tmp_path)
+  reference_loss, reference_gradients = loss_and_gradients(one, [global_batch(5)])
+  assert np.isfinite(reference_loss) and reference_loss > 0
+
+  cases = {
+      "wider padding": (one, [global_batch(12)]),
+      "2 replicas": (two, [global_batch(5, [0, 1]), global_batch(5, [2, 3])]),
+      "2 replicas, uneven split": (two, [global_batch(5, [0]), global_batch(7, [1, 2, 3])]),
+      "2 replicas, one given only filler": (two, [global_batch(5), {**global_batch(5, [0]), data.WEIGHT: tf.zeros([1])}]),
+      "2 replicas, one empty": (two, [global_batch(5), global_batch(5, [])]),
+  }
+  for name, (trainer, batches) in cases.items():
+    loss, gradients = loss_and_gradients(trainer, batches)
+    assert loss == pytest.approx(reference_loss, rel=1e-5, abs=1e-6), name
+    for got, want in zip(gradients, reference_gradients):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def test_sequence_reduction_is_the_mean_of_per_sequence_means(demo_tag_data, tmp_path):
+  token = make_trainer(demo_tag_data, 1, "token", tmp_path)
+  sequence = make_trainer(demo_tag_data, 1, "sequence", tmp_path)
+  losses = [loss_and_gradients(token, [global_batch(5, [i])])[0] for i in range(4)]
+  assert loss_and_gradients(sequence, [global_batch(5)])[0] == pytest.approx(np.mean(losses), rel=1e-5)
+  lengths = [len(t) for t in TOKENS]
+  assert loss_and_gradients(token, [global_batch(5)])[0] == pytest.approx(
+      np.dot(losses, lengths) / sum(lengths), rel=1e-5)

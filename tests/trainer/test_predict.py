@@ -1,0 +1,67 @@
+"""End-to-end: the real `python -m trainer.predict` on a tiny model trained on the demo corpus."""
+
+import os
+
+import pytest
+
+import contract
+from tests.cli_testing import run_cli_listing_imports
+from tests.conftest import run_cli
+
+# Words of the demo grammar, so every token is in vocab.txt and comes back as itself.
+TEXTS = ["The old dog watch a light", "Alice sees the cat !"]
+
+
+@pytest.fixture(scope="module")
+def model_dir(demo_tag_data, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("model")
+  run_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--train_steps", "30",
+          "--eval_every", "30", "--checkpoint_every", "30", "--hidden", "32", "--embedding_dim", "16")
+  return model_dir
+
+
+def real_labels(data_dir):
+  return set(contract.read_vocab(os.path.join(data_dir, "labels.txt"))[contract.NUM_RESERVED:])
+
+
+def test_tag_prints_each_token_with_a_real_label(model_dir, demo_tag_data):
+  token_vocab = set(contract.read_vocab(os.path.join(demo_tag_data, "vocab.txt")))
+  assert all(word in token_vocab for text in TEXTS for word in text.split())
+  process = run_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
+  lines = process.stdout.splitlines()
+  assert len(lines) == len(TEXTS)
+  labels = real_labels(demo_tag_data)
+  for text, line in zip(TEXTS, lines):
+    pairs = [pair.rsplit("/", 1) for pair in line.split(" ")]
+    assert [token for token, _ in pairs] == text.split()
+    assert all(label in labels for _, label in pairs), line
+
+
+def test_stdin_without_data_dir_prints_labels_one_line_per_text(model_dir, demo_tag_data):
+  with_tokens = run_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
+  # A blank line is a text too: the output stays aligned with the input, line for line.
+  process, imported = run_cli_listing_imports("trainer.predict", "--model_dir", model_dir,
+                                              stdin=TEXTS[0] + "\n\n" + TEXTS[1] + "\n")
+  assert process.returncode == 0, process.stderr[-4000:]
+  assert imported == []
+  lines = process.stdout.split("\n")
+  assert lines[-1] == "" and len(lines[:-1]) == 3
+  first, blank, second = lines[:-1]
+  assert blank == ""
+  labels = real_labels(demo_tag_data)
+  for text, line, tagged in zip(TEXTS, (first, second), with_tokens.stdout.splitlines()):
+    assert len(line.split(" ")) == len(text.split())
+    assert set(line.split(" ")) <= labels
+    assert line.split(" ") == [pair.rsplit("/", 1)[1] for pair in tagged.split(" ")]
+
+
+@pytest.mark.parametrize("case", ["empty_dir", "data_dir"])
+def test_a_directory_without_export_exits_2_with_one_line(demo_tag_data, tmp_path, case):
+  model_dir = {"empty_dir": tmp_path, "data_dir": demo_tag_data}[case]
+  process = run_cli("trainer.predict", "--model_dir", model_dir, "The cat sleeps", check=False)
+  assert process.returncode == 2
+  assert process.stdout == ""
+  last = process.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"python -m trainer.predict: error: no export/ in {model_dir}"), process.stderr[-2000:]
+  assert ("--data_dir" if case == "data_dir" else "python -m trainer.task") in last
+  assert "Traceback" not in process.stderr

@@ -1,0 +1,218 @@
+"""End-to-end: the real `python -m trainer.task` on the pipeline's own output."""
+
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import contract
+from tests.conftest import read_records, run_cli
+from trainer.config import TrainerConfig
+from trainer.model import build_model
+
+SMALL = ("--embedding_dim", "16", "--hidden", "24", "--tokens_per_batch", "1024", "--log_every", "10")
+
+
+def train(data_dir, model_dir, *args, check=True):
+  return run_cli("trainer.task", "--data_dir", data_dir, "--model_dir", model_dir, *SMALL, *args, check=check)
+
+
+@pytest.fixture(scope="module")
+def trained(demo_tag_data, tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("model")
+  process = train(demo_tag_data, model_dir, "--cpu_replicas", "2", "--train_steps", "60", "--eval_every", "30",
+                  "--checkpoint_every", "30", "--bidirectional", "--learning_rate", "0.01")
+  return model_dir, process
+
+
+def test_trains_on_2_replicas_and_the_loss_decreases(trained):
+  model_dir, process = trained
+  losses = [float(l) for l in re.findall(r"step \d+/\d+\s+loss ([\d.]+)", process.stderr)]
+  assert len(losses) == 6
+  assert losses[-1] < 0.7 * losses[0]
+  with open(model_dir / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics["replicas"] == 2 and metrics["global_step"] == 60
+  assert 0.0 <= metrics["padding_waste"] < 0.2 and metrics["tokens_per_s"] > 0
+  assert metrics["eval_accuracy"] > 0.5
+  assert os.listdir(model_dir / "logs")
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-60")
+
+
+def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, demo_tag_data):
+  model_dir, _ = trained
+  metadata = contract.read_metadata(demo_tag_data)
+  token_vocab = contract.read_vocab(os.path.join(demo_tag_data, "vocab.txt"))
+  records = read_records(demo_tag_data, "eval")[:40]
+  texts = [" ".join(token_vocab[i] for i in r["tokens"]) for r in records]
+
+  config = TrainerConfig(data_dir=demo_tag_data, model_dir=str(model_dir), embedding_dim=16, hidden=24,
+                         bidirectional=True)
+  model = build_model(config, "tag", metadata["vocab"]["size"], metadata["labels"]["size"])
+  tf.train.Checkpoint(model=model).restore(tf.train.latest_checkpoint(str(model_dir / "checkpoints"))).expect_partial()
+
+  serving = tf.saved_model.load(str(model_dir / "export")).signatures["serving_default"]
+  out = serving(text=tf.constant(texts))
+  label_vocab = contract.read_vocab(os.path.join(demo_tag_data, "labels.txt"))
+  for i, record in enumerate(records):
+    n = int(record["length"])
+    expected = np.argmax(model(record["tokens"][None, :], training=False).numpy()[0], axis=-1)
+    known = record["tokens"] != contract.UNK_ID  # "<unk>" as text is not the <unk> id's token
+    np.testing.assert_array_equal(out["token_ids"].numpy()[i, :n][known], record["tokens"][known])
+    if known.all():
+      np.testing.assert_array_equal(out["label_ids"].numpy()[i, :n], expected)
+      assert [l.decode() for l in out["labels"].numpy()[i, :n]] == [label_vocab[j] for j in expected]
+    assert (out["label_ids"].numpy()[i, n:] == contract.PAD_ID).all()
+
+
+def checkpoint_weights(model_dir):
+  reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
+  # Model weights appear through the optimizer's references; compare every variable.
+  names = sorted(n for n in reader.get_variable_to_shape_map()
+                 if n.endswith("VARIABLE_VALUE") and not n.startswith("save_counter"))
+  return {n: reader.get_tensor(n) for n in names}
+
+
+def test_sigkilled_run_resumes_to_exactly_the_weights_of_an_uninterrupted_run(demo_tag_data, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
+  straight, killed = tmp_path / "straight", tmp_path / "killed"
+  common = ("--cpu_replicas", "2", "--eval_every", "1000", "--checkpoint_every", "10", "--dropout", "0.1")
+  train(demo_tag_data, straight, *common, "--train_steps", "20")
+  # A long run, killed without warning as soon as its step-10 checkpoint is complete.
+  process = subprocess.Popen(
+      [sys.executable, "-m", "trainer.task", "--data_dir", demo_tag_data, "--model_dir", str(killed), *SMALL,
+       *common, "--train_steps", "100000"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  marker = killed / "checkpoints" / "checkpoint"  # written after the checkpoint's files
+  kill_when(process, lambda: marker.exists() and "ckpt-10" in marker.read_text())
+  assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("-10")
+  resumed = train(demo_tag_data, killed, *common, "--train_steps", "20")
+  assert "at step 10" in resumed.stderr
+  with open(killed / "metrics.json") as f:
+    assert json.load(f)["global_step"] == 20
+  want, got = checkpoint_weights(straight), checkpoint_weights(killed)
+  assert want.keys() == got.keys() and want
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def test_refuses_a_data_dir_without_completed(tmp_path):
+  (tmp_path / "data").mkdir()
+  process = train(tmp_path / "data", tmp_path / "model", check=False)
+  assert process.returncode == 2
+  assert "COMPLETED" in process.stderr.strip().splitlines()[-1]
+
+
+def test_sigterm_checkpoints_before_exit_and_a_rerun_finishes(demo_tag_data, tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import ROOT  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "model"
+  args = ["--data_dir", demo_tag_data, "--model_dir", str(model_dir), *SMALL, "--train_steps", "100000",
+          "--log_every", "5", "--checkpoint_every", "1000", "--eval_every", "1000"]
+  process = subprocess.Popen([sys.executable, "-m", "trainer.task", *args], cwd=ROOT, stderr=subprocess.PIPE,
+                             text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  lines = []
+  for line in process.stderr:  # wait for real progress, then "preempt" the job
+    lines.append(line)
+    if re.search(r"step \d+/100000", line):
+      process.send_signal(signal.SIGTERM)
+      break
+  rest = process.communicate(timeout=300)[1]
+  assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
+  assert "Stopped by SIGTERM" in rest
+  step = int(re.search(r"at step (\d+)", rest).group(1))
+  assert step % 5 == 0 and 0 < step < 1000  # not a scheduled checkpoint: written because of SIGTERM
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"-{step}")
+  assert not os.path.exists(model_dir / "export")
+  resumed = train(demo_tag_data, model_dir, "--train_steps", str(step + 5), "--eval_every", "1000")
+  assert f"at step {step}" in resumed.stderr
+  assert os.path.exists(model_dir / "export")
+
+
+def free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_workers_on_localhost_finish_with_the_same_weights(demo_tag_data, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import ROOT  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "model"
+  cluster = {"worker": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]}
+  workers = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    workers.append(subprocess.Popen(
+        [sys.executable, "-m", "trainer.task", "--data_dir", demo_tag_data, "--model_dir", str(model_dir),
+         *SMALL, "--train_steps", "12", "--eval_every", "12", "--checkpoint_every", "6"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_CONFIG": tf_config}))
+  outputs = [w.communicate(timeout=600) for w in workers]
+  codes = [w.returncode for w in workers]
+  assert codes == [0, 0], "\n\n".join(f"worker-{i} exited {c}:\n{e[-4000:]}" for i, (c, (_, e)) in
+                                     enumerate(zip(codes, outputs)))
+  assert "with 2 replicas (worker-0)" in outputs[0][1] and "with 2 replicas (worker-1)" in outputs[1][1]
+  with open(model_dir / "metrics.json") as f:
+    chief = json.load(f)
+  with open(model_dir / "workers" / "worker-1" / "metrics.json") as f:
+    other = json.load(f)
+  assert chief["global_step"] == other["global_step"] == 12 and chief["replicas"] == 2
+  assert chief["eval_loss"] == pytest.approx(other["eval_loss"], rel=1e-6)
+  want, got = checkpoint_weights(model_dir), checkpoint_weights(model_dir / "workers" / "worker-1")
+  assert want.keys() == got.keys() and want
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert os.path.exists(model_dir / "export") and not os.path.exists(model_dir / "workers" / "worker-1" / "export")
+
+
+def copy_data_dir(demo_tag_data, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  data_dir = tmp_path / "data"
+  shutil.copytree(demo_tag_data, data_dir)
+  return data_dir, contract.read_metadata(str(data_dir))["splits"]["train"]["shards"][0]["file"]
+
+
+def test_flipped_byte_in_a_shard_stops_training_naming_the_file(demo_tag_data, tmp_path):
+  data_dir, shard = copy_data_dir(demo_tag_data, tmp_path)
+  path = data_dir / shard
+  content = bytearray(path.read_bytes())
+  content[len(content) // 2] ^= 0xFF  # same size: only the CRC can tell
+  path.write_bytes(bytes(content))
+  process = train(data_dir, tmp_path / "model", "--train_steps", "5", check=False)
+  assert process.returncode == 2
+  last = process.stderr.strip().splitlines()[-1]
+  assert str(path) in last and "corrupted record at" in last
+  assert not os.path.exists(tmp_path / "model" / "export")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_damaged_data_dir_is_refused_before_training(demo_tag_data, tmp_path, damage):
+  data_dir, shard = copy_data_dir(demo_tag_data, tmp_path)
+  path = data_dir / shard
+  if damage == "truncated":
+    path.write_bytes(path.read_bytes()[:-10])
+  else:
+    path.unlink()
+  process = train(data_dir, tmp_path / "model", "--train_steps", "5", check=False)
+  assert process.returncode == 2
+  last = process.stderr.strip().splitlines()[-1]
+  assert str(path) in last and ("bytes" in last if damage == "truncated" else "missing" in last)
+  assert "step 1" not in process.stderr
+
+
+def test_a_model_dir_trained_for_another_model_is_refused(trained, demo_tag_data):
+  model_dir, _ = trained
+  process = train(demo_tag_data, model_dir, "--train_steps", "61", "--cell", "gru", check=False)
+  assert process.returncode == 2
+  last = process.stderr.strip().splitlines()[-1]
+  assert "cell lstm (now gru)" in last and "bidirectional True (now False)" in last
+  assert "Traceback" not in process.stderr
