@@ -1,0 +1,173 @@
+r"""The trainer's input pipeline against a raw read of the same shards, and batched vs per-record parsing.
+
+All tf.data figures are counted inside the runtime (`Dataset.reduce`) on batches, so no
+Python loop and no per-element function is added by the measurement itself; only
+`trainer.batches.measure` is timed as it is (one Python iteration per batch, as the
+training loop does). Each figure is the best of `--repeats` passes (the shards are in
+the page cache after the first). Any per-element tf.data function (map, filter, reduce)
+costs tens of microseconds on this machine, so the raw read is reported twice: counted
+in batches of 1024 (what reading and framing cost: the ceiling) and counted one record
+at a time by a trivial reduce function (what the cheapest per-record consumer costs).
+
+  raw read                 TFRecordDataset(files): records/s, both ways
+  ladder                   raw → batch(256)+parse_sequence_example → unbatch → unpad map
+                           → bucket_by_sequence_length → trainer.data.make_dataset
+  trainer.batches          examples/s of trainer.batches.measure (the target: >= 50% of raw)
+  parse                    per-record parse_single_sequence_example vs parse_sequence_example on
+                           batches of 256, sequential and with AUTOTUNE parallel calls (target >= 5x)
+
+Example:
+  python -m benchmarks.input_pipeline --data_dir /tmp/rnn_bench/out/ours_100mb
+"""
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+import contract  # pylint: disable=g-import-not-at-top
+from benchmarks import common
+
+PARSE_BATCH = 256
+NUM_BUCKETS = 16
+TOKENS_PER_BATCH = 4096
+
+
+def _count(dataset: tf.data.Dataset, weight_key=None) -> int:
+  if weight_key:
+    return int(dataset.reduce(tf.constant(0.0), lambda n, x: n + tf.reduce_sum(x[weight_key])).numpy())
+  return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1).numpy())
+
+
+def _element_count(dataset: tf.data.Dataset) -> int:
+  """Counts elements of any shape without a per-element function (padded_batch has none)."""
+  return _batch_size_count(dataset.padded_batch(1024))
+
+
+def _batch_size_count(dataset: tf.data.Dataset) -> int:
+  return int(dataset.reduce(tf.constant(0, tf.int64),
+                            lambda n, x: n + tf.shape(tf.nest.flatten(x)[0], out_type=tf.int64)[0]).numpy())
+
+
+def _bucketed(examples: tf.data.Dataset, spec) -> tf.data.Dataset:
+  """The bucketing step of trainer.data.make_dataset, as it is there."""
+  return examples.bucket_by_sequence_length(
+      element_length_func=lambda example: tf.cast(example[contract.LENGTH], tf.int32),
+      bucket_boundaries=[b + 1 for b in spec.boundaries],
+      bucket_batch_sizes=spec.batch_sizes + spec.batch_sizes[-1:],
+      pad_to_bucket_boundary=True, no_padding=False)
+
+
+def _best(fn, repeats: int) -> dict:
+  best = None
+  for _ in range(repeats):
+    start = time.perf_counter()
+    count = fn()
+    seconds = time.perf_counter() - start
+    if best is None or seconds < best["seconds"]:
+      best = {"count": count, "seconds": round(seconds, 3), "per_s": round(count / seconds)}
+  return best
+
+
+def measure(data_dir: str, repeats: int = 2) -> dict:
+  from trainer import batches  # pylint: disable=g-import-not-at-top
+  from trainer import data  # pylint: disable=g-import-not-at-top
+  metadata = contract.read_metadata(data_dir)
+  paths = contract.shard_paths(data_dir, metadata, "train")
+  compression = contract.compression_type(metadata)
+  task = metadata["task"]
+  context_spec, sequence_spec = contract.parsing_spec(task)
+  autotune = tf.data.AUTOTUNE
+
+  def records():
+    return tf.data.TFRecordDataset(paths, compression_type=compression)
+
+  def parsed_batches(parallel):
+    return records().batch(PARSE_BATCH).map(lambda s: data.parse_batch(s, task), num_parallel_calls=parallel)
+
+  spec = data.bucket_spec(metadata, NUM_BUCKETS, TOKENS_PER_BATCH, 1)
+  results = {"data_dir": data_dir, "shards": len(paths), "records": metadata["splits"]["train"]["examples"]}
+  results["raw_read"] = _best(lambda: _batch_size_count(records().batch(1024)), repeats)
+  results["raw_read_per_record"] = _best(lambda: _count(records()), repeats)
+  ladder = {
+      "+ batch(256) + parse_sequence_example": lambda: _batch_size_count(parsed_batches(autotune)),
+      "+ unbatch": lambda: _element_count(parsed_batches(autotune).unbatch()),
+      "+ unpad map (a function per example)": lambda: _element_count(parsed_batches(autotune).unbatch().map(
+          lambda e: data._unpad(e, task), num_parallel_calls=autotune)),  # pylint: disable=protected-access
+      "+ bucket_by_sequence_length (pad to boundary)": lambda: _batch_size_count(
+          _bucketed(parsed_batches(autotune).unbatch().map(
+              lambda e: data._unpad(e, task), num_parallel_calls=autotune), spec)),  # pylint: disable=protected-access
+      "trainer.data.make_dataset (+ split per replica, prefetch), counted in-graph": lambda: _count(
+          data.make_dataset(paths, task, spec, 1, training=False, compression=compression), data.WEIGHT),
+  }
+  results["ladder"] = {name: _best(fn, repeats) for name, fn in ladder.items()}
+  trainer_best = None
+  for _ in range(repeats):
+    result = batches.measure(data_dir, NUM_BUCKETS, TOKENS_PER_BATCH, 1)
+    if trainer_best is None or result["examples_per_s"] > trainer_best["examples_per_s"]:
+      trainer_best = result
+  results["trainer_batches"] = trainer_best
+  results["trainer_vs_raw"] = round(trainer_best["examples_per_s"] / results["raw_read"]["per_s"], 3)
+  results["trainer_vs_raw_per_record"] = round(
+      trainer_best["examples_per_s"] / results["raw_read_per_record"]["per_s"], 3)
+
+  def single(parallel):
+    return _count(records().map(lambda s: tf.io.parse_single_sequence_example(s, context_spec, sequence_spec),
+                                num_parallel_calls=parallel))
+
+  def batched(parallel):
+    return _batch_size_count(records().batch(PARSE_BATCH).map(
+        lambda s: tf.io.parse_sequence_example(s, context_spec, sequence_spec), num_parallel_calls=parallel))
+
+  results["parse"] = {}
+  for name, parallel in (("sequential", None), ("AUTOTUNE", autotune)):
+    per_record = _best(lambda: single(parallel), repeats)
+    per_batch = _best(lambda: batched(parallel), repeats)
+    results["parse"][name] = {"per_record": per_record, "batched": per_batch,
+                              "speedup": round(per_batch["per_s"] / per_record["per_s"], 2)}
+  return results
+
+
+def print_tables(results: dict) -> str:
+  raw = results["raw_read"]["per_s"]
+  per_record = results["raw_read_per_record"]["per_s"]
+
+  def row(name, per_s):
+    return (name, f"{per_s:,.0f}", f"{100 * per_s / raw:.0f}%", f"{100 * per_s / per_record:.0f}%")
+
+  rows = [row("raw TFRecordDataset read, counted in batches of 1024", raw),
+          row("raw TFRecordDataset read, counted per record (trivial reduce fn)", per_record)]
+  rows += [row(name, r["per_s"]) for name, r in results["ladder"].items()]
+  rows.append(row("**trainer.batches.measure** (examples/s, Python loop per batch)",
+                  results["trainer_batches"]["examples_per_s"]))
+  text = common.report(f"Trainer input, {results['records']:,} train records in {results['shards']} shard(s)",
+                       rows, ["stage", "records/s", "vs raw (batched)", "vs raw (per record)"])
+  rows = []
+  for name, r in results["parse"].items():
+    rows.append((name, f"{r['per_record']['per_s']:,}", f"{r['batched']['per_s']:,}", f"{r['speedup']:.1f}x"))
+  text += common.report("Parsing: per-record parse_single_sequence_example vs parse_sequence_example on 256",
+                        rows, ["map parallelism", "per record (records/s)", "batched (records/s)", "speed-up"])
+  return text
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog="python -m benchmarks.input_pipeline", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--data_dir", required=True)
+  parser.add_argument("--repeats", type=int, default=2)
+  parser.add_argument("--out", default=None)
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO)
+  results = measure(args.data_dir, args.repeats)
+  print_tables(results)
+  if args.out:
+    common.write_json(args.out, results)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
