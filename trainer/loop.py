@@ -53,8 +53,7 @@ def check_model_dir(config: TrainerConfig, metadata: dict, write: bool) -> None:
                           "use a new --model_dir, or the same data and model flags to resume")
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
-    with tf.io.gfile.GFile(path, "w") as f:
-      json.dump(ours, f, indent=1, sort_keys=True)
+    write_json(path, ours)  # other workers may read it at any moment: never half-written
 
 
 class Trainer:
@@ -292,8 +291,15 @@ def _format_seconds(seconds: float) -> str:
   return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def write_json(path: str, value: dict) -> None:
+  """Writes to a temporary name and renames: a reader sees the old file or the new one."""
+  temp_path = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(temp_path, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  tf.io.gfile.rename(temp_path, path, overwrite=True)
+
+
 def write_metrics(model_dir: str, metrics: dict) -> str:
   path = os.path.join(model_dir, METRICS_FILE)
-  with tf.io.gfile.GFile(path, "w") as f:
-    json.dump(metrics, f, indent=1, sort_keys=True)
+  write_json(path, metrics)
   return path

@@ -84,3 +84,33 @@ def test_sequence_reduction_is_the_mean_of_per_sequence_means(demo_tag_data, tmp
   lengths = [len(t) for t in TOKENS]
   assert loss_and_gradients(token, [global_batch(5)])[0] == pytest.approx(
       np.dot(losses, lengths) / sum(lengths), rel=1e-5)
+
+
+def test_json_files_other_workers_read_are_never_seen_half_written(tmp_path):
+  # MODEL_DIR/model.json is written by the chief while the other workers may read it.
+  import json  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  from trainer.loop import write_json  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "model.json")
+  big = {f"key{i}": list(range(200)) for i in range(200)}
+  done = threading.Event()
+  seen, errors = [], []
+
+  def read_while_written():
+    while not done.is_set():
+      try:
+        with open(path) as f:
+          seen.append(len(json.load(f)))
+      except FileNotFoundError:
+        pass
+      except ValueError as error:
+        errors.append(error)
+
+  reader = threading.Thread(target=read_while_written)
+  reader.start()
+  for _ in range(200):
+    write_json(path, big)
+  done.set()
+  reader.join()
+  assert not errors and seen and set(seen) == {200}
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]
