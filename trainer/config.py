@@ -16,6 +16,7 @@ class TrainerConfig:
   recurrent_dropout: float = 0.0  # > 0 rules out the cuDNN kernels on GPU
   tokens_per_batch: int = 4096  # padded tokens in one global batch: sets each bucket's batch size
   num_buckets: int = 16
+  pad_multiple: int = 0  # 0: pad to the bucket boundary; N: to the batch's longest, rounded up to N
   train_steps: int = 1000
   eval_every: int = 200
   log_every: int = 50

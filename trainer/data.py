@@ -1,15 +1,20 @@
-"""The input pipeline: shards → interleave → batched parse → bucket → per-replica batches.
+"""The input pipeline: shards → interleave → pools of parsed records → token-budget batches.
 
-    files → interleave(TFRecordDataset) → [shuffle] → batch → parse_sequence_example
-          → unbatch → bucket_by_sequence_length(pad_to_bucket_boundary) → split per replica
+    files → interleave(TFRecordDataset) → [shuffle] → batch(POOL) → parse_sequence_example
+          → scan: cut each pool into bucketed batches (tensor ops, carrying what is left over)
+          → [shuffle the batches of a pool] → pad to the bucket boundary → split per replica
 
-Nothing model-specific happens here. Buckets use the boundaries the pipeline computed
-(exact DP over the train length histogram) and a token budget: a bucket of sequences
-padded to length b gets `tokens_per_batch // b` sequences per global batch, a multiple of
-the replica count. Each global batch is split into one equal slice per replica, so every
-replica in a step sees the same padded shape and the number of distinct shapes is
-bounded by the number of buckets (no retracing). A slice is padded up with copies of a
-real row that carry weight 0, so no example is dropped and no replica gets an empty batch.
+Nothing model-specific happens here, and no op runs per example: a pool of records is
+parsed in one call, and its rows are grouped by bucket, cut into batches and gathered with
+whole-pool tensor ops. Rows of a bucket that do not fill a batch wait for the next pool
+(training) or form a last, smaller batch at the end of the data (eval), so nothing is
+dropped. Buckets use the boundaries the pipeline computed (exact DP over the train length
+histogram) and a token budget: a bucket of sequences padded to length b gets
+`tokens_per_batch // b` sequences per global batch, a multiple of the replica count. Each
+global batch is split into one equal slice per replica, so every replica in a step sees the
+same padded shape and the number of distinct shapes is bounded by the number of buckets
+(no retracing). A slice is padded up with copies of a real row that carry weight 0, so no
+example is dropped and no replica gets an empty batch.
 """
 
 import dataclasses
@@ -20,13 +25,18 @@ import tensorflow as tf
 import contract
 
 WEIGHT = "weight"  # float32 per row: 1 for a real example, 0 for a row that fills a slice
-PARSE_BATCH = 256  # records per parse_sequence_example call
+CHUNK = 256  # records per tf.data element before parsing
+POOL = 8192  # records parsed and cut into batches together
 
 
 @dataclasses.dataclass(frozen=True)
 class BucketSpec:
   boundaries: List[int]  # bucket i holds lengths in (b(i-1), b(i)], padded to b(i)
   batch_sizes: List[int]  # sequences per bucket per input pipeline, multiples of replicas
+  # 0: pad every batch to its bucket's boundary (one shape per bucket). N > 0: pad a batch
+  # only to its longest sequence rounded up to a multiple of N (rows of a batch are of
+  # like lengths: less padding, at most boundary / N shapes per bucket).
+  pad_multiple: int = 0
 
 
 def max_length(metadata: dict) -> int:
@@ -34,7 +44,8 @@ def max_length(metadata: dict) -> int:
   return max(lengths) if lengths else 1
 
 
-def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replicas: int) -> BucketSpec:
+def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replicas: int,
+                pad_multiple: int = 0) -> BucketSpec:
   """Boundaries from metadata.json and token-budget batch sizes for one input pipeline.
 
   Args:
@@ -42,13 +53,14 @@ def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replica
     num_buckets: one of contract.NUM_BUCKETS_CHOICES.
     tokens_per_batch: padded tokens per batch of this input pipeline.
     replicas: replicas fed by this input pipeline; batch sizes are multiples of it.
+    pad_multiple: see BucketSpec.
   """
   boundaries = list(metadata["bucket_boundaries"][str(num_buckets)]["boundaries"]) or [1]
   longest = max_length(metadata)
   if longest > boundaries[-1]:  # an eval sequence longer than any train one: no drop
     boundaries.append(longest)
   batch_sizes = [max(replicas, (tokens_per_batch // b) // replicas * replicas) for b in boundaries]
-  return BucketSpec(boundaries, batch_sizes)
+  return BucketSpec(boundaries, batch_sizes, pad_multiple)
 
 
 def parse_batch(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
@@ -58,44 +70,145 @@ def parse_batch(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
   return {**context, **sequences}
 
 
-def _unpad(example: Dict[str, tf.Tensor], task: str) -> Dict[str, tf.Tensor]:
-  """Cuts one example's sequence features back to its `length` (parsing padded them)."""
-  length = example[contract.LENGTH]
-  return {name: value[:length] if name in contract.feature_spec(task)["sequence"] else value
-          for name, value in example.items()}
+def parse_ragged(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
+  """A batch of serialized SequenceExamples → context [n] and ragged sequence features [n, (length)].
+
+  Ragged, not padded to the longest record of the batch: a pool of thousands of records
+  with one long outlier would otherwise be copied around at the outlier's width.
+  """
+  context_spec, sequence_spec = contract.parsing_spec(task)
+  ragged_spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in sequence_spec}
+  context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, ragged_spec)
+  rows = dict(context)
+  for name, value in sequences.items():  # [n, (steps), (1 value per step)] → [n, (steps)]
+    tf.debugging.assert_equal(tf.size(value.flat_values, out_type=tf.int64), value.values.nrows(),
+                              message=f"a step of feature list {name} does not hold exactly one value")
+    rows[name] = tf.RaggedTensor.from_row_splits(value.flat_values, value.row_splits, validate=False)
+  return rows
 
 
-def _fill_and_split(batch: Dict[str, tf.Tensor], replicas: int) -> tf.data.Dataset:
-  """[n, ...] → `replicas` slices of [ceil(n / replicas), ...], filled with weight-0 rows."""
-  n = tf.shape(batch[contract.TOKENS])[0]
-  per_replica = (n + replicas - 1) // replicas
-  fill = per_replica * replicas - n
-  rows = tf.concat([tf.range(n), tf.zeros([fill], tf.int32)], axis=0)  # copies of row 0
-  weights = tf.concat([tf.ones([n]), tf.zeros([fill])], axis=0)
-  out = {name: tf.gather(value, rows) for name, value in batch.items()}
-  out[WEIGHT] = weights
-  return tf.data.Dataset.from_tensor_slices(
-      {name: tf.reshape(value, tf.concat([[replicas, per_replica], tf.shape(value)[1:]], 0))
-       for name, value in out.items()})
+def _no_rows(task: str) -> Dict[str, tf.Tensor]:
+  """Parsed rows, none of them (parse_sequence_example refuses an empty batch)."""
+  context, sequence = contract.parsing_spec(task)
+  no_values = tf.RaggedTensor.from_row_splits(tf.zeros([0], tf.int64), tf.zeros([1], tf.int64), validate=False)
+  return {**{name: tf.zeros([0], tf.int64) for name in context}, **{name: no_values for name in sequence}}
+
+
+def _to_parts(rows: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  """Ragged rows as plain tensors (values, row_splits): a tf.data scan state cannot be ragged."""
+  return {name: (value.values, value.row_splits) if isinstance(value, tf.RaggedTensor) else value
+          for name, value in rows.items()}
+
+
+def _from_parts(parts: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  return {name: tf.RaggedTensor.from_row_splits(*value, validate=False) if isinstance(value, tuple) else value
+          for name, value in parts.items()}
+
+
+def _concat_rows(a: Dict[str, tf.Tensor], b: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  return {name: tf.concat([a[name], b[name]], axis=0) for name in a}
+
+
+def _gather_rows(rows: Dict[str, tf.Tensor], indices: tf.Tensor) -> Dict[str, tf.Tensor]:
+  return {name: tf.gather(value, indices) for name, value in rows.items()}
+
+
+def _cut_pool(rows: Dict[str, tf.Tensor], flush: tf.Tensor, spec: BucketSpec,
+              priority: Optional[tf.Tensor] = None):
+  """Groups a pool's rows by bucket and cuts the full batches.
+
+  Within a bucket, rows go out by `priority` (a permutation of the row numbers; by default
+  their order in `rows`), and the rest wait. With `spec.pad_multiple`, the rows that go out
+  are sorted by length, so each batch is of like lengths and is padded only to its longest.
+
+  Returns (batched, table, left): `batched` holds the rows that go into batches, bucket by
+  bucket; row i of `table` is (start, size, width) of batch i in `batched`; `left` holds the
+  rows that did not fill a batch (none if `flush`).
+  """
+  boundaries = tf.constant(spec.boundaries, tf.int64)
+  batch_sizes = tf.constant(spec.batch_sizes, tf.int64)
+  lengths = rows[contract.LENGTH]
+  num_rows = tf.size(lengths, out_type=tf.int64)
+  if priority is None:
+    priority = tf.range(num_rows)
+  bucket = tf.minimum(tf.searchsorted(boundaries, lengths, side="left", out_type=tf.int64),
+                      len(spec.boundaries) - 1)
+  counts = tf.math.bincount(bucket, minlength=len(spec.boundaries), dtype=tf.int64)
+  used = tf.where(flush, counts, counts // batch_sizes * batch_sizes)  # rows of each bucket that go out now
+  order = tf.cast(tf.argsort(bucket * num_rows + priority), tf.int64)
+  ordered_bucket = tf.gather(bucket, order)
+  rank = tf.range(num_rows) - tf.gather(tf.cumsum(counts, exclusive=True), ordered_bucket)
+  goes = rank < tf.gather(used, ordered_bucket)
+  going = tf.boolean_mask(order, goes)
+  if spec.pad_multiple:  # bucket follows length: sorting by length keeps the buckets apart
+    going = tf.gather(going, tf.argsort(tf.gather(lengths, going), stable=True))
+  # One gather for both parts, then two cheap slices.
+  rows = _gather_rows(rows, tf.concat([going, tf.boolean_mask(order, ~goes)], 0))
+  num_going = tf.reduce_sum(used)
+
+  num_batches = (used + batch_sizes - 1) // batch_sizes
+  batch_bucket = tf.repeat(tf.range(len(spec.boundaries), dtype=tf.int64), num_batches)
+  index_in_bucket = tf.range(tf.reduce_sum(num_batches)) - tf.gather(
+      tf.cumsum(num_batches, exclusive=True), batch_bucket)
+  size = tf.gather(batch_sizes, batch_bucket)
+  start = tf.gather(tf.cumsum(used, exclusive=True), batch_bucket) + index_in_bucket * size
+  size = tf.minimum(size, tf.gather(used, batch_bucket) - index_in_bucket * size)
+  width = tf.gather(boundaries, batch_bucket)
+  if spec.pad_multiple:  # the batch's last row is its longest
+    longest = tf.gather(rows[contract.LENGTH], start + size - 1)
+    width = tf.minimum(width, (longest + spec.pad_multiple - 1) // spec.pad_multiple * spec.pad_multiple)
+  table = tf.stack([start, size, width], axis=1)
+  return ({name: value[:num_going] for name, value in rows.items()}, table,
+          {name: value[num_going:] for name, value in rows.items()})
+
+
+def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) -> Dict[str, tf.Tensor]:
+  """Batch (start, size, width) of a pool's rows (as `_to_parts`), padded to `width`.
+
+  Returns [replicas, per_replica, ...] tensors. The batch's rows are contiguous in the pool,
+  so ragged features are sliced, not gathered. Filler rows, which make the batch divide
+  evenly, are copies of the batch's first row with weight 0.
+  """
+  start, size, width = entry[0], entry[1], entry[2]
+  fill = (size + replicas - 1) // replicas * replicas - size
+  out = {}
+  for name, value in parts.items():
+    if isinstance(value, tuple):  # ragged (values, row_splits): lengths never exceed `width`
+      values, row_splits = value
+      splits = row_splits[start:start + size + 1]
+      rows = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
+      dense = rows.to_tensor(0, shape=tf.stack([size, width]))
+      out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), [replicas, -1, width])
+    else:
+      dense = value[start:start + size]
+      out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), [replicas, -1])
+  out[WEIGHT] = tf.reshape(tf.concat([tf.ones([size]), tf.zeros([fill])], axis=0), [replicas, -1])
+  return out
 
 
 def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: int, *,
                  training: bool, compression: Optional[str] = None, seed: int = 0,
                  pipeline_index: int = 0, num_pipelines: int = 1,
-                 shuffle_buffer: int = 10_000, skip_batches: int = 0) -> tf.data.Dataset:
+                 shuffle_buffer: int = 10_000, skip_batches: int = 0, pool: int = POOL) -> tf.data.Dataset:
   """The dataset of per-replica batches for one input pipeline.
+
+  Records travel in chunks of CHUNK (tf.data costs about a microsecond per element and
+  stage, more across a parallel interleave), are parsed a pool at a time, and become
+  elements one per replica batch. Training shuffles the files, the chunks (a buffer of
+  `shuffle_buffer` records) and the rows of each pool, then the order of a pool's batches.
 
   Args:
     paths: shard files of one split.
     task: lm, tag or classify (which features to parse).
     spec: bucket boundaries and batch sizes for this pipeline.
     replicas: replicas fed by this pipeline; consecutive elements go to replicas 0..R-1.
-    training: shuffle and repeat forever; eval reads every example exactly once, in order.
+    training: shuffle and repeat forever; eval reads every example exactly once, in a fixed order.
     compression: "GZIP" or None.
     seed: shuffling seed (the order is a function of it).
     pipeline_index, num_pipelines: this worker's share of the files (training only).
     shuffle_buffer: records in the shuffle buffer.
     skip_batches: global batches to skip, to resume a run where it stopped.
+    pool: records parsed and cut into batches together (a multiple of CHUNK).
   """
   files = tf.data.Dataset.from_tensor_slices(list(paths))
   if training and num_pipelines > 1:
@@ -103,27 +216,43 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
       files = files.shard(num_pipelines, pipeline_index)
   if training:
     files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True).repeat()
-  records = files.interleave(
-      lambda path: tf.data.TFRecordDataset(path, compression_type=compression),
+  chunks = files.interleave(
+      lambda path: tf.data.TFRecordDataset(path, compression_type=compression).batch(CHUNK),
       cycle_length=max(1, min(len(paths), 8)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if training and num_pipelines > 1 and len(paths) < num_pipelines:
-    records = records.shard(num_pipelines, pipeline_index)
+    chunks = chunks.shard(num_pipelines, pipeline_index)
   if training:
-    records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  examples = (
-      records.batch(PARSE_BATCH)
-      .map(lambda serialized: parse_batch(serialized, task), num_parallel_calls=tf.data.AUTOTUNE,
-           deterministic=True)
-      .unbatch()
-      .map(lambda example: _unpad(example, task), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
-  boundaries = [b + 1 for b in spec.boundaries]  # tf: bucket i holds [b(i-1), b(i)), padded to b(i) - 1
-  batches = examples.bucket_by_sequence_length(
-      element_length_func=lambda example: tf.cast(example[contract.LENGTH], tf.int32),
-      bucket_boundaries=boundaries,
-      bucket_batch_sizes=spec.batch_sizes + spec.batch_sizes[-1:],
-      pad_to_bucket_boundary=True,
-      no_padding=False)
+    chunks = chunks.shuffle(max(1, shuffle_buffer // CHUNK), seed=seed, reshuffle_each_iteration=True)
+  pools = chunks.ragged_batch(max(1, pool // CHUNK)).map(
+      lambda serialized: (parse_ragged(serialized.flat_values, task), False),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  empty = _no_rows(task)
+  if not training:  # an empty last pool tells the scan to let out every row it holds
+    pools = pools.concatenate(tf.data.Dataset.from_tensors((empty, True)))
+  seed = tf.constant(seed, tf.int64)
+
+  def cut(state, parsed_and_flush):
+    left, counter = state
+    parsed, flush = parsed_and_flush
+    rows = _concat_rows(_from_parts(left), parsed)
+    priority = None
+    if training:  # what waited goes first; the new rows in a random order, a function of (seed, pool)
+      num_left = tf.size(left[contract.LENGTH], out_type=tf.int64)
+      num_new = tf.size(parsed[contract.LENGTH], out_type=tf.int64)
+      shuffled = tf.random.experimental.stateless_shuffle(tf.range(num_new), seed=tf.stack([seed, counter]))
+      priority = tf.concat([tf.range(num_left), num_left + shuffled], 0)
+    batched, table, left = _cut_pool(rows, flush, spec, priority)
+    if training:  # batches of all buckets in a random order
+      table = tf.random.experimental.stateless_shuffle(table, seed=tf.stack([counter, seed]))
+    return (_to_parts(left), counter + 1), (_to_parts(batched), table)
+
+  cut_pools = pools.scan((_to_parts(empty), tf.constant(0, tf.int64)), cut)
+  # One element per batch: (the pool's rows, by reference, and the batch's table entry). The
+  # rows stay plain tensors: a ragged element would be decoded whole for every batch.
+  entries = cut_pools.flat_map(lambda batched, table: tf.data.Dataset.zip(
+      tf.data.Dataset.from_tensors(batched).repeat(), tf.data.Dataset.from_tensor_slices(table)))
   if skip_batches:
-    batches = batches.skip(skip_batches)
-  per_replica = batches.flat_map(lambda batch: _fill_and_split(batch, replicas))
-  return per_replica.prefetch(tf.data.AUTOTUNE)
+    entries = entries.skip(skip_batches)
+  batches = entries.map(lambda batched, entry: _batch_from(batched, entry, replicas),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return batches.unbatch().prefetch(tf.data.AUTOTUNE)

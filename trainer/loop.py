@@ -105,7 +105,8 @@ class Trainer:
       num_pipelines = input_context.num_input_pipelines if training else 1
       local_replicas = self.replicas // input_context.num_input_pipelines
       spec = data.bucket_spec(self.metadata, self.config.num_buckets,
-                              self.config.tokens_per_batch // input_context.num_input_pipelines, local_replicas)
+                              self.config.tokens_per_batch // input_context.num_input_pipelines, local_replicas,
+                              self.config.pad_multiple)
       return data.make_dataset(
           self.train_paths if training else self.eval_paths, self.task, spec, local_replicas,
           training=training, compression=self.compression, seed=self.config.seed,

@@ -28,6 +28,13 @@ import contract  # pylint: disable=g-import-not-at-top
 from trainer.config import TrainerConfig
 
 
+def _non_negative_int(text: str) -> int:
+  value = int(text)
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+  return value
+
+
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
   """Flags shared with trainer.batches."""
   parser.add_argument("--data_dir", required=True, help="OUTPUT_DIR of pipeline.preprocess")
@@ -35,6 +42,9 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                       help="length buckets, at the pipeline's optimal boundaries (default 16)")
   parser.add_argument("--tokens_per_batch", type=int, default=4096,
                       help="padded tokens per global batch; sets each bucket's batch size (default 4096)")
+  parser.add_argument("--pad_multiple", type=_non_negative_int, default=0,
+                      help="0: pad each batch to its bucket's boundary (default; one shape per bucket); N: pad "
+                           "it to its longest sequence rounded up to a multiple of N (less padding, more shapes)")
   parser.add_argument("--cpu_replicas", type=int, default=1,
                       help="without GPUs: split the CPU into N logical devices, one replica each")
 
@@ -69,6 +79,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.train_steps < 1 or args.tokens_per_batch < 1 or args.cpu_replicas < 1 or args.num_layers < 1:
     parser.error("--train_steps, --tokens_per_batch, --cpu_replicas and --num_layers must be >= 1")
+
   try:
     metadata = contract.read_metadata(args.data_dir)
   except contract.DataDirError as error:
@@ -77,7 +88,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
       data_dir=args.data_dir, model_dir=args.model_dir, cell=args.cell, bidirectional=args.bidirectional,
       num_layers=args.num_layers, embedding_dim=args.embedding_dim, hidden=args.hidden, dropout=args.dropout,
       recurrent_dropout=args.recurrent_dropout, tokens_per_batch=args.tokens_per_batch,
-      num_buckets=args.num_buckets, train_steps=args.train_steps, eval_every=args.eval_every,
+      num_buckets=args.num_buckets, pad_multiple=args.pad_multiple, train_steps=args.train_steps, eval_every=args.eval_every,
       log_every=args.log_every, learning_rate=args.learning_rate, clip_norm=args.clip_norm,
       loss_reduction=args.loss_reduction, checkpoint_every=args.checkpoint_every,
       cpu_replicas=args.cpu_replicas, seed=args.seed)

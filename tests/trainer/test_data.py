@@ -10,10 +10,10 @@ import contract
 from trainer import data
 
 
-@pytest.mark.parametrize("replicas", [1, 2])
-def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_data, replicas):
+@pytest.mark.parametrize("replicas,pad_multiple", [(1, 0), (2, 0), (2, 4)])
+def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_data, replicas, pad_multiple):
   metadata = contract.read_metadata(demo_tag_data)
-  spec = data.bucket_spec(metadata, num_buckets=8, tokens_per_batch=512, replicas=replicas)
+  spec = data.bucket_spec(metadata, num_buckets=8, tokens_per_batch=512, replicas=replicas, pad_multiple=pad_multiple)
   assert all(size % replicas == 0 and size >= replicas for size in spec.batch_sizes)
   paths = contract.shard_paths(demo_tag_data, metadata, "eval")
   dataset = data.make_dataset(paths, "tag", spec, replicas, training=False)
@@ -24,14 +24,18 @@ def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_da
   for step in range(0, len(elements), replicas):
     group = elements[step:step + replicas]
     assert len({e[contract.TOKENS].shape for e in group}) == 1  # replicas of a step: same shape
+    longest = max(e[contract.LENGTH].max() for e in group)
+    boundary = min(b for b in spec.boundaries if b >= longest)
+    lower = max([0] + [b for b in spec.boundaries if b < boundary])
+    width = group[0][contract.TOKENS].shape[1]
+    if pad_multiple:  # padded to the longest row, rounded up, never past the boundary
+      assert width == min(boundary, -(-longest // pad_multiple) * pad_multiple)
+    else:
+      assert width == boundary
     for element in group:
       tokens, labels, lengths, weights = (element[contract.TOKENS], element[contract.LABELS],
                                           element[contract.LENGTH], element[data.WEIGHT])
-      width = tokens.shape[1]
-      assert width in spec.boundaries
-      assert (lengths <= width).all()
-      lower = max([0] + [b for b in spec.boundaries if b < width])
-      assert ((lengths > lower) | (weights == 0)).all()  # each real row is in its own bucket
+      assert ((lengths > lower) | (weights == 0)).all()  # all rows of a batch are of one bucket
       for row, length in enumerate(lengths):
         assert (tokens[row, :length] != contract.PAD_ID).all() and (tokens[row, length:] == contract.PAD_ID).all()
         assert (labels[row, length:] == contract.PAD_ID).all()
@@ -53,9 +57,12 @@ def test_bucket_spec_covers_eval_lengths_longer_than_train():
   assert spec.batch_sizes == [12, 4, 2]
 
 
-def test_fill_and_split_gives_equal_slices_with_zero_weight_filler():
-  batch = {contract.TOKENS: tf.constant([[1, 2], [3, 0], [4, 0]], tf.int64),
-           contract.LENGTH: tf.constant([2, 1, 1], tf.int64)}
-  slices = list(data._fill_and_split(batch, 2).as_numpy_iterator())  # pylint: disable=protected-access
-  assert [s[contract.TOKENS].shape for s in slices] == [(2, 2), (2, 2)]
-  np.testing.assert_array_equal(np.concatenate([s[data.WEIGHT] for s in slices]), [1, 1, 1, 0])
+def test_a_batch_is_split_into_equal_replica_slices_filled_with_zero_weight_rows():
+  rows = {contract.TOKENS: tf.ragged.constant([[9], [1, 2], [3], [4]], tf.int64),
+          contract.LENGTH: tf.constant([1, 2, 1, 1], tf.int64)}
+  parts = data._to_parts(rows)  # pylint: disable=protected-access
+  batch = data._batch_from(parts, tf.constant([1, 3, 2], tf.int64), replicas=2)  # pylint: disable=protected-access
+  assert batch[contract.TOKENS].shape == (2, 2, 2)  # [replicas, per replica, width]
+  np.testing.assert_array_equal(batch[contract.TOKENS], [[[1, 2], [3, 0]], [[4, 0], [1, 2]]])
+  np.testing.assert_array_equal(batch[data.WEIGHT], [[1, 1], [1, 0]])
+  np.testing.assert_array_equal(batch[contract.LENGTH], [[2, 1], [1, 2]])
