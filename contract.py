@@ -143,6 +143,59 @@ def shard_paths(data_dir: str, metadata: dict, split: str) -> List[str]:
   return paths
 
 
+def count_records(paths: List[str], compression: Optional[str] = None) -> List[int]:
+  """Records in each TFRecord file, counted in the runtime, files in parallel.
+
+  Every record's CRC is checked: raises tf.errors.DataLossError on a damaged file.
+  """
+  if not paths:
+    return []
+  files = tf.data.Dataset.from_tensor_slices((list(paths), tf.range(len(paths), dtype=tf.int64)))
+  sizes = files.interleave(
+      lambda path, index: tf.data.TFRecordDataset(path, compression_type=compression, buffer_size=1 << 20)
+      .batch(8192).map(lambda batch: tf.stack([index, tf.shape(batch, out_type=tf.int64)[0]])),
+      cycle_length=max(1, min(len(paths), 8)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+  counts = [0] * len(paths)
+  for chunk in sizes.batch(4096).as_numpy_iterator():
+    for index, size in chunk.tolist():
+      counts[index] += size
+  return counts
+
+
+def check_counts(data_dir: str, metadata: dict) -> int:
+  """Checks metadata.json's counts against each other and against every shard's records.
+
+  Reads every shard once, files in parallel (about 5 s per GB on 2 cores). Returns the
+  records counted.
+
+  Raises:
+    DataDirError: a count disagrees, or a shard is damaged (bad CRC, truncated record).
+  """
+  compression = compression_type(metadata)
+  rerun = "rerun pipeline.preprocess --overwrite"
+  shards, paths = [], []
+  for split, info in metadata["splits"].items():
+    listed = sum(shard["examples"] for shard in info["shards"])
+    if listed != info["examples"]:
+      raise DataDirError(f"{data_dir}: {METADATA_FILE} lists {listed} {split} examples in its shards but "
+                         f"{info['examples']} for the split; {rerun}")
+    shards += info["shards"]
+    paths += shard_paths(data_dir, metadata, split)
+  try:
+    counts = count_records(paths, compression)
+  except tf.errors.DataLossError as error:
+    raise DataDirError(f"{find_corrupt_record(paths, compression) or error.message}; {rerun}") from None
+  for shard, path, found in zip(shards, paths, counts):
+    if found != shard["examples"]:
+      raise DataDirError(f"{path}: {found} records, but {METADATA_FILE} says {shard['examples']}; {rerun}")
+  total = sum(counts)
+  written = metadata.get("counts", {}).get("written", total)
+  if written != total:
+    raise DataDirError(f"{data_dir}: the shards hold {total} records, but {METADATA_FILE} counts {written} "
+                       f"written; {rerun}")
+  return total
+
+
 def find_corrupt_record(paths: List[str], compression: Optional[str] = None) -> Optional[str]:
   """Reads each file alone to name the one a DataLossError came from (run only on failure)."""
   for path in paths:

@@ -12,7 +12,7 @@ import math
 import os
 import signal
 import time
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
@@ -25,6 +25,7 @@ from trainer.model import build_model
 
 METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
+DATA_CHECK_FILE = "data_check.json"  # which data the shard counts were checked for
 
 
 class ModelDirError(ValueError):
@@ -54,6 +55,33 @@ def check_model_dir(config: TrainerConfig, metadata: dict, write: bool) -> None:
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
     write_json(path, ours)  # other workers may read it at any moment: never half-written
+
+
+def check_data(config: TrainerConfig, metadata: dict, write: bool) -> Optional[int]:
+  """Counts every shard's records against metadata.json, once per MODEL_DIR and data.
+
+  A rerun (resuming after preemption) of the same data skips the count; shard sizes are
+  still checked on every run, and CRCs whenever records are read.
+
+  Returns:
+    The records counted, or None when this data was already checked for this MODEL_DIR.
+
+  Raises:
+    contract.DataDirError: a count disagrees or a shard is damaged.
+  """
+  stamp = {"data_dir": config.data_dir, "created": metadata.get("created"),
+           "shards": {shard["file"]: shard.get("bytes") for split in metadata["splits"].values()
+                      for shard in split["shards"]}}
+  path = os.path.join(config.model_dir, DATA_CHECK_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      if json.load(f) == stamp:
+        return None
+  total = contract.check_counts(config.data_dir, metadata)
+  if write:
+    tf.io.gfile.makedirs(config.model_dir)
+    write_json(path, stamp)
+  return total
 
 
 class Trainer:

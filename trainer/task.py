@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Optional, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -104,6 +105,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     loop.check_model_dir(config, metadata, write=is_chief)
   except loop.ModelDirError as error:
     parser.error(str(error))
+  begin = time.time()
+  try:
+    checked = loop.check_data(config, metadata, write=is_chief)
+  except contract.DataDirError as error:
+    parser.error(str(error))
+  if checked is not None:
+    logging.info("Checked %d records in the shards against metadata.json in %.1f s", checked, time.time() - begin)
   keras.utils.set_random_seed(config.seed)
   logging.info("%s with %d replicas (%s); task %s", type(strategy).__name__, strategy.num_replicas_in_sync,
                worker_name, metadata["task"])

@@ -191,7 +191,47 @@ def test_flipped_byte_in_a_shard_stops_training_naming_the_file(demo_tag_data, t
   assert process.returncode == 2
   last = process.stderr.strip().splitlines()[-1]
   assert str(path) in last and "corrupted record at" in last
+  assert "step 1" not in process.stderr  # refused before training: every shard is read once first
   assert not os.path.exists(tmp_path / "model" / "export")
+
+
+def test_a_byte_flipped_after_the_first_run_stops_the_resumed_run_naming_the_file(demo_tag_data, tmp_path):
+  # The counts are checked once per MODEL_DIR; after that, the TFRecord CRC still guards every read.
+  data_dir, shard = copy_data_dir(demo_tag_data, tmp_path)
+  model_dir = tmp_path / "model"
+  first = train(data_dir, model_dir, "--train_steps", "2", "--eval_every", "1000")
+  assert "Checked" in first.stderr
+  path = data_dir / shard
+  content = bytearray(path.read_bytes())
+  content[len(content) // 2] ^= 0xFF
+  path.write_bytes(bytes(content))
+  process = train(data_dir, model_dir, "--train_steps", "30", check=False)
+  assert process.returncode == 2 and "Checked" not in process.stderr
+  last = process.stderr.strip().splitlines()[-1]
+  assert str(path) in last and "corrupted record at" in last
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-2")  # no step on bad data
+
+
+@pytest.mark.parametrize("change", ["shard_and_totals", "split_total"])
+def test_metadata_counts_that_disagree_with_the_shards_are_refused_before_training(demo_tag_data, tmp_path, change):
+  data_dir, shard = copy_data_dir(demo_tag_data, tmp_path)
+  with open(data_dir / "metadata.json") as f:
+    metadata = json.load(f)
+  train_split = metadata["splits"]["train"]
+  if change == "shard_and_totals":  # consistent with itself, not with the shard
+    train_split["shards"][0]["examples"] += 1
+    train_split["examples"] += 1
+    metadata["counts"]["written"] += 1
+    expected = f"{data_dir / shard}: {train_split['shards'][0]['examples'] - 1} records, but metadata.json says"
+  else:
+    train_split["examples"] -= 1
+    expected = "lists"
+  with open(data_dir / "metadata.json", "w") as f:
+    json.dump(metadata, f)
+  process = train(data_dir, tmp_path / "model", "--train_steps", "5", check=False)
+  assert process.returncode == 2
+  last = process.stderr.strip().splitlines()[-1]
+  assert expected in last and "step 1" not in process.stderr
 
 
 @pytest.mark.parametrize("damage", ["truncated", "missing"])
