@@ -34,6 +34,8 @@ DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in e
 _BAD_TOKEN_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 # A label may contain a plain space ("very positive"), nothing else of the above.
 _BAD_LABEL_CHARS = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f]")
+# A JSON escape such as "\\ud800" decodes to a lone surrogate, which no UTF-8 can hold.
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 _LIST_OF_BYTES = pa.large_list(pa.large_binary())
 SPLIT_KEY = "split_key"  # uint64 column: stable hash of the record's content
@@ -132,7 +134,10 @@ def _decode(raw: bytes) -> str:
 def _check_tokens(tokens, field: str) -> List[str]:
   if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
     raise BadRecord(f"wrong_type_{field}")
-  if any(t == "" for t in tokens) or _BAD_TOKEN_CHARS.search("".join(tokens)):
+  joined = "".join(tokens)
+  if _SURROGATES.search(joined):
+    raise BadRecord("undecodable")
+  if any(t == "" for t in tokens) or _BAD_TOKEN_CHARS.search(joined):
     raise BadRecord("bad_token")
   return tokens
 
@@ -141,6 +146,8 @@ def _check_label(label, field: str) -> str:
   if isinstance(label, bool) or not isinstance(label, (str, int)):
     raise BadRecord(f"wrong_type_{field}")
   label = str(label)
+  if _SURROGATES.search(label):
+    raise BadRecord("undecodable")
   if not label.strip() or _BAD_LABEL_CHARS.search(label):
     raise BadRecord("bad_label")
   return label
@@ -161,7 +168,7 @@ def parse_json_line(raw: bytes, task: str) -> Record:
     raise Filtered("empty")
   try:
     obj = json.loads(line)
-  except ValueError:
+  except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
     raise BadRecord("bad_json") from None
   if not isinstance(obj, dict):
     raise BadRecord("not_an_object")
@@ -190,6 +197,8 @@ def parse_json_line(raw: bytes, task: str) -> Record:
       raise BadRecord("wrong_type_text")
     if "\x00" in text:
       raise BadRecord("nul_byte")
+    if _SURROGATES.search(text):
+      raise BadRecord("undecodable")
     record = Record(text=text)
     empty = not text.strip()
   else:
@@ -201,6 +210,19 @@ def parse_json_line(raw: bytes, task: str) -> Record:
   if empty:
     raise Filtered("empty")
   return record
+
+
+def _is_blank(line: bytes) -> bool:
+  """Empty, or only whitespace, ASCII or Unicode (a no-break space line separates too)."""
+  stripped = line.strip()
+  if not stripped:
+    return True
+  if stripped[0] < 0x80:  # starts with a visible ASCII character
+    return False
+  try:
+    return stripped.decode("utf-8").isspace()
+  except UnicodeDecodeError:
+    return False
 
 
 def split_conll_row(line: str, use_tabs: bool) -> List[str]:
@@ -295,36 +317,75 @@ def _skip_line(f, line: bytes) -> int:
 
 
 def _lines(f, start: int, end: int, max_record_bytes: int) -> Iterator[tuple]:
-  """(offset, line bytes without its end) for the lines that start in [start, end).
+  """(offset, line, too_long) for the lines whose physical line starts in [start, end).
 
-  Line ends are '\\n', '\\r\\n' or a lone '\\r' (mixed endings in one file are fine).
-  A line longer than `max_record_bytes` is returned cut, with `None` as a too-long flag.
+  Line ends are '\\n', '\\r\\n' or a lone '\\r' (mixed endings in one file are fine). Ranges
+  are cut at '\\n' only, so a run of lone-'\\r' lines is read by the range it starts in. The
+  file is read in pieces of at most `max_record_bytes + 2` bytes, so memory stays bounded
+  whatever the line lengths. A line (without its end) longer than `max_record_bytes` comes
+  as (offset, None, its first bytes); any other as (offset, bytes, None).
   """
   position = start
   if start > 0:
     f.seek(start - 1)
     position = start - 1 + _skip_line(f, b"")  # finish the line that started before us
-  while end < 0 or position < end:
-    line = f.readline(max_record_bytes + 2)
-    if not line:
+  record, record_offset, too_long = bytearray(), position, False
+
+  def take(part: bytes) -> None:
+    nonlocal too_long
+    if not too_long:
+      record.extend(part)
+      too_long = len(record) > max_record_bytes
+
+  def finish(next_offset: int) -> tuple:
+    nonlocal record, record_offset, too_long
+    out = (record_offset, None, bytes(record[:DEAD_LETTER_RECORD_CHARS])) if too_long else (
+        record_offset, bytes(record), None)
+    record, record_offset, too_long = bytearray(), next_offset, False
+    return out
+
+  after_cr = False  # the last piece ended in '\\r': a '\\n' next completes a '\\r\\n'
+  at_line_start = True  # between physical lines: where a range may stop
+  while True:
+    if at_line_start and 0 <= end <= position:
       return
-    offset = position
-    position += len(line)
-    if not line.endswith(b"\n") and len(line) > max_record_bytes:
-      position += _skip_line(f, line)
-      yield offset, None, line[:DEAD_LETTER_RECORD_CHARS]
+    piece = f.readline(max_record_bytes + 2)
+    if not piece:
+      if record or too_long:
+        yield finish(position)
+      return
+    if after_cr and piece.startswith(b"\n"):
+      piece, position, record_offset = piece[1:], position + 1, position + 1
+      after_cr = False
+      if not piece:
+        at_line_start = True
+        continue
+    after_cr = False
+    at_line_start = piece.endswith(b"\n")
+    body = piece[:-1] if at_line_start else piece
+    if at_line_start and body.endswith(b"\r"):
+      body = body[:-1]  # a '\\r\\n' end
+    if at_line_start and not record and not too_long and b"\r" not in body:  # the common case
+      if len(body) > max_record_bytes:
+        yield position, None, body[:DEAD_LETTER_RECORD_CHARS]
+      else:
+        yield position, body, None
+      position += len(piece)
+      record_offset = position
       continue
-    if line.endswith(b"\n"):
-      line = line[:-1]
-    if line.endswith(b"\r"):
-      line = line[:-1]
-    if b"\r" in line:  # old Mac line ends inside a line
-      part_offset = offset
-      for part in line.split(b"\r"):
-        yield part_offset, part, None
-        part_offset += len(part) + 1
+    parts = body.split(b"\r")
+    part_offset = position
+    for part in parts[:-1]:  # each ended by a lone '\\r'
+      take(part)
+      part_offset += len(part) + 1
+      yield finish(part_offset)
+    take(parts[-1])
+    if at_line_start:
+      position += len(piece)
+      yield finish(position)
     else:
-      yield offset, line, None
+      position += len(piece)
+      after_cr = len(parts) > 1 and not parts[-1]
 
 
 class _RawStream(io.RawIOBase):
@@ -402,7 +463,7 @@ class ReadConllDoFn(beam.DoFn):
       line = line.rstrip(b"\r\n")
       if _is_conll_skip_line(line):
         continue
-      if not line.strip():
+      if _is_blank(line):
         if block:
           yield from end_block()
           block = []
