@@ -127,6 +127,8 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
       trainer_best = result
   results["trainer_batches"] = trainer_best
   results["trainer_vs_raw"] = round(trainer_best["examples_per_s"] / results["raw_read"]["per_s"], 3)
+  fastest_raw = max(results["raw_read"]["per_s"], next(iter(results["ladder"].values()))["per_s"])
+  results["trainer_vs_fastest_raw"] = round(trainer_best["examples_per_s"] / fastest_raw, 3)
   results["trainer_vs_raw_per_record"] = round(
       trainer_best["examples_per_s"] / results["raw_read_per_record"]["per_s"], 3)
 
@@ -148,7 +150,8 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
 
 
 def print_tables(results: dict) -> str:
-  raw = results["raw_read"]["per_s"]
+  # 100% is the fastest raw read measured (plain, or chunks through a parallel interleave).
+  raw = max(results["raw_read"]["per_s"], next(iter(results["ladder"].values()))["per_s"])
   per_record = results["raw_read_per_record"]["per_s"]
 
   def row(name, per_s):
@@ -160,7 +163,7 @@ def print_tables(results: dict) -> str:
   rows.append(row("**trainer.batches.measure** (examples/s; the target)",
                   results["trainer_batches"]["examples_per_s"]))
   text = common.report(f"Trainer input, {results['records']:,} train records in {results['shards']} shard(s)",
-                       rows, ["stage", "records/s", "vs raw (batched)", "vs raw (per record)"])
+                       rows, ["stage", "records/s", "vs the fastest raw read", "vs raw (per record)"])
   rows = []
   for name, r in results["parse"].items():
     rows.append((name, f"{r['per_record']['per_s']:,}", f"{r['batched']['per_s']:,}", f"{r['speedup']:.1f}x"))
