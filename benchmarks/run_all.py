@@ -3,7 +3,7 @@ r"""Runs every benchmark once and writes one JSON of results (and the tables as 
     corpora (10 and 100 MB of prose, assembled offline) → pipeline throughput (ours vs the
     hand-written script vs plain TFT, and what-if variants) and peak RSS → cProfile of our
     pipeline → stage micro-benchmarks → storage → padding waste → trainer input →
-    training tokens/s
+    training tokens/s → load (the demo corpus x1, x10, x100: peak RSS)
 
 Everything generated goes under --work_dir (default /tmp/rnn_bench), never into the
 repo. Each benchmark that imports TensorFlow runs in its own process, so one does not
@@ -25,7 +25,7 @@ from benchmarks import corpus
 from benchmarks import memory
 from benchmarks import pipeline_throughput
 
-BENCHMARKS = ("throughput", "profile", "micro", "storage", "padding", "input", "training")
+BENCHMARKS = ("throughput", "profile", "micro", "storage", "padding", "input", "training", "load")
 
 
 def _module(work: str, name: str, module: str, *args) -> dict:
@@ -146,6 +146,11 @@ def main(argv=None):
     results["training"] = _module(work, "training", "benchmarks.training", "--data_dir", lm_dir,
                                   "--data_dir", demo_dir, "--steps", 10 if args.quick else 40)
     tables.append(training.print_tables(results["training"]))
+
+  if "load" in only:
+    from benchmarks import load  # pylint: disable=g-import-not-at-top
+    results["load"] = load.measure([1, 10] if args.quick else [1, 10, 100], work)
+    tables.append(load.print_tables(results["load"]))
 
   results["seconds"] = round(time.time() - start)
   results["load_average_end"] = common.load_average()
