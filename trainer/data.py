@@ -84,6 +84,9 @@ def parse_ragged(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
     tf.debugging.assert_equal(tf.size(value.flat_values, out_type=tf.int64), value.values.nrows(),
                               message=f"a step of feature list {name} does not hold exactly one value")
     rows[name] = tf.RaggedTensor.from_row_splits(value.flat_values, value.row_splits, validate=False)
+    # Buckets go by `length`: a row longer than it would be cut at the bucket's width.
+    tf.debugging.assert_equal(rows[name].row_lengths(), rows[contract.LENGTH],
+                              message=f"context length differs from the length of feature list {name}")
   return rows
 
 
