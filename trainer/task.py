@@ -30,7 +30,10 @@ from trainer.config import TrainerConfig
 
 
 def _non_negative_int(text: str) -> int:
-  value = int(text)
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 0, not {text!r}") from None
   if value < 0:
     raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
   return value
