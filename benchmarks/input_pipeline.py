@@ -56,16 +56,22 @@ def _batch_size_count(dataset: tf.data.Dataset) -> int:
                             lambda n, x: n + tf.shape(tf.nest.flatten(x)[0], out_type=tf.int64)[0]).numpy())
 
 
+def parse_batch(serialized: tf.Tensor, task: str) -> dict:
+  """A batch of serialized SequenceExamples → context and batch-padded sequence features."""
+  context_spec, sequence_spec = contract.parsing_spec(task)
+  context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, sequence_spec)
+  return {**context, **sequences}
+
+
 def _per_example_bucketing(records: tf.data.Dataset, task: str, spec) -> tf.data.Dataset:
   """The trainer's first design: a function per example, then tf.data's own bucketing."""
-  from trainer import data  # pylint: disable=g-import-not-at-top
   sequence_names = contract.feature_spec(task)["sequence"]
 
   def unpad(example):
     return {name: value[:example[contract.LENGTH]] if name in sequence_names else value
             for name, value in example.items()}
 
-  examples = (records.batch(PARSE_BATCH).map(lambda s: data.parse_batch(s, task), num_parallel_calls=tf.data.AUTOTUNE)
+  examples = (records.batch(PARSE_BATCH).map(lambda s: parse_batch(s, task), num_parallel_calls=tf.data.AUTOTUNE)
               .unbatch().map(unpad, num_parallel_calls=tf.data.AUTOTUNE))
   return examples.bucket_by_sequence_length(
       element_length_func=lambda example: tf.cast(example[contract.LENGTH], tf.int32),
@@ -99,7 +105,7 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
     return tf.data.TFRecordDataset(paths, compression_type=compression)
 
   def parsed_batches(parallel):
-    return records().batch(PARSE_BATCH).map(lambda s: data.parse_batch(s, task), num_parallel_calls=parallel)
+    return records().batch(PARSE_BATCH).map(lambda s: parse_batch(s, task), num_parallel_calls=parallel)
 
   spec = data.bucket_spec(metadata, NUM_BUCKETS, TOKENS_PER_BATCH, 1)
   results = {"data_dir": data_dir, "shards": len(paths), "records": metadata["splits"]["train"]["examples"]}
@@ -138,7 +144,7 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
 
   def batched(parallel):
     return _batch_size_count(records().batch(PARSE_BATCH).map(
-        lambda s: tf.io.parse_sequence_example(s, context_spec, sequence_spec), num_parallel_calls=parallel))
+        lambda s: parse_batch(s, task), num_parallel_calls=parallel))
 
   results["parse"] = {}
   for name, parallel in (("sequential", None), ("AUTOTUNE", autotune)):

@@ -1,8 +1,9 @@
-"""The input pipeline: shards → interleave → pools of parsed records → token-budget batches.
+"""The input pipeline: shards → chunks of records → pools parsed at once → token-budget batches.
 
-    files → interleave(TFRecordDataset) → [shuffle] → batch(POOL) → parse_sequence_example
+    files → interleave(TFRecordDataset, in chunks of CHUNK) → [shuffle chunks]
+          → pools of POOL → parse_sequence_example (ragged)
           → scan: cut each pool into bucketed batches (tensor ops, carrying what is left over)
-          → [shuffle the batches of a pool] → pad to the bucket boundary → split per replica
+          → [shuffle the batches of a pool] → pad each batch → split per replica
 
 Nothing model-specific happens here, and no op runs per example: a pool of records is
 parsed in one call, and its rows are grouped by bucket, cut into batches and gathered with
@@ -10,11 +11,12 @@ whole-pool tensor ops. Rows of a bucket that do not fill a batch wait for the ne
 (training) or form a last, smaller batch at the end of the data (eval), so nothing is
 dropped. Buckets use the boundaries the pipeline computed (exact DP over the train length
 histogram) and a token budget: a bucket of sequences padded to length b gets
-`tokens_per_batch // b` sequences per global batch, a multiple of the replica count. Each
-global batch is split into one equal slice per replica, so every replica in a step sees the
-same padded shape and the number of distinct shapes is bounded by the number of buckets
-(no retracing). A slice is padded up with copies of a real row that carry weight 0, so no
-example is dropped and no replica gets an empty batch.
+`tokens_per_batch // b` sequences per global batch, a multiple of the replica count. A
+batch is padded to its bucket's boundary, so the number of distinct shapes is bounded by
+the number of buckets (no retracing), or with `pad_multiple` to its longest row rounded
+up (see BucketSpec). Each global batch is split into one equal slice per replica, so every
+replica in a step sees the same padded shape. A slice is padded up with copies of a real
+row that carry weight 0, so no example is dropped and no replica gets an empty batch.
 """
 
 import dataclasses
@@ -61,13 +63,6 @@ def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replica
     boundaries.append(longest)
   batch_sizes = [max(replicas, (tokens_per_batch // b) // replicas * replicas) for b in boundaries]
   return BucketSpec(boundaries, batch_sizes, pad_multiple)
-
-
-def parse_batch(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
-  """A batch of serialized SequenceExamples → context and batch-padded sequence features."""
-  context_spec, sequence_spec = contract.parsing_spec(task)
-  context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, sequence_spec)
-  return {**context, **sequences}
 
 
 def parse_ragged(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
@@ -180,11 +175,10 @@ def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) ->
       values, row_splits = value
       splits = row_splits[start:start + size + 1]
       rows = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
-      dense = rows.to_tensor(0, shape=tf.stack([size, width]))
-      out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), [replicas, -1, width])
+      dense, shape = rows.to_tensor(0, shape=tf.stack([size, width])), [replicas, -1, width]
     else:
-      dense = value[start:start + size]
-      out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), [replicas, -1])
+      dense, shape = value[start:start + size], [replicas, -1]
+    out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), shape)
   out[WEIGHT] = tf.reshape(tf.concat([tf.ones([size]), tf.zeros([fill])], axis=0), [replicas, -1])
   return out
 
