@@ -6,13 +6,14 @@ They isolate what the profile points at, on real batches of the prose corpus:
                     with the garbage collector as it is in a process that imported TF, Beam
                     and TFT; with those objects frozen (`gc.freeze()`); and a vectorised
                     build (one flat values array + offsets per column). Same RecordBatch.
-  encode            serializing SequenceExamples: pipeline.encode's in-graph
-                    `tf.io.encode_proto` (the pipeline's encoder), the Python protobuf API
+  encode            serializing SequenceExamples: pipeline.encode (per-id tables of each
+                    step's bytes, one numpy gather per batch, `tf.io.encode_proto` for the
+                    per-example layers), the pipeline's encoder before it (`encode_proto`
+                    for every step, in the graph), the Python protobuf API
                     (`SerializeToString(deterministic=True)`, the hand-written baseline),
-                    and byte assembly from a per-id table of serialized `Feature`s (the
-                    contract's format is regular: one Feature per token, so each token's
-                    bytes depend on its id only), in Python and with numpy gathers. All are
-                    checked byte-identical to the shards.
+                    and byte assembly from the same per-id table in Python, per record,
+                    with and without numpy gathers. All are checked byte-identical to the
+                    shards.
   hashing           the stable per-item hashes the pipeline computes in Python (blake2b of
                     each record for the split and the shard order; of each distinct token per
                     batch for the vocabulary partitions) against zlib.crc32 (stable, C) and
@@ -254,24 +255,36 @@ def measure_encode(data_dir: str, num_batches: int = 8) -> dict:
     batches.append(({contract.LENGTH: lengths}, {contract.TOKENS: (flat, offsets)}, serialized.numpy().tolist()))
   tokens = sum(len(b[1][contract.TOKENS][0]) for b in batches)
 
-  graph_encoder = encode.encoder_for("lm") if hasattr(encode, "encoder_for") else encode.encode_sequence_examples
+  pipeline_encoder = encode.Encoder.for_task("lm")
+
+  def tables(batch):
+    return pipeline_encoder(batch[0], batch[1]).tolist()
+
+  @tf.function(autograph=False)
+  def per_step_graph(context, sequences):  # the pipeline's encoder before the tables
+    features = tf.strings.join([encode.context_records(k, context[k]) for k in sorted(context)])
+    lists = {k: tf.strings.reduce_join(v.with_flat_values(encode.step_records(v.flat_values)), axis=-1)
+             for k, v in sequences.items()}
+    return encode.assemble(features, lists)
 
   def in_graph(batch):
     context, sequences, _ = batch
     ragged = {k: tf.RaggedTensor.from_row_splits(flat, offsets, validate=False)
               for k, (flat, offsets) in sequences.items()}
-    return graph_encoder(context, ragged).numpy().tolist()
+    return per_step_graph(context, ragged).numpy().tolist()
 
   table = TableEncoder()
   vectorized = VectorizedEncoder()
   for batch in batches:  # all of them must give the bytes the pipeline wrote
+    assert tables(batch) == batch[2]
     assert in_graph(batch) == batch[2]
     assert protobuf_encode(batch[0], batch[1]) == batch[2]
     assert table.encode(batch[0], batch[1]) == batch[2]
     assert vectorized.encode(batch[0], batch[1]) == batch[2]
   in_graph(batches[0])  # traced
   results = {}
-  for name, fn in (("in-graph tf.io.encode_proto (pipeline.encode)", in_graph),
+  for name, fn in (("pipeline.encode: per-id tables, numpy gather, encode_proto per example", tables),
+                   ("in-graph tf.io.encode_proto per step (the pipeline before)", in_graph),
                    ("Python protobuf API (hand-written baseline)", lambda b: protobuf_encode(b[0], b[1])),
                    ("byte assembly from a per-id table", lambda b: table.encode(b[0], b[1])),
                    ("same, token bytes gathered by numpy", lambda b: vectorized.encode(b[0], b[1]))):
@@ -313,12 +326,12 @@ def print_tables(results: dict) -> str:
       f"{rb['gc_tracked_objects']:,} GC-tracked objects after importing TF, Beam, TFT)",
       [(name, f"{us:.2f}") for name, us in rb["us_per_record"].items()], ["to_record_batch", "µs per record"])
   enc = results["encode"]
-  base = enc["tokens_per_s"]["in-graph tf.io.encode_proto (pipeline.encode)"]
+  base = enc["tokens_per_s"]["in-graph tf.io.encode_proto per step (the pipeline before)"]
   text += common.report(
       f"Micro: serializing SequenceExamples ({enc['tokens']:,} tokens, {enc['records']:,} records; "
       "all byte-identical to the shards)",
       [(name, f"{v:,}", f"{v / base:.1f}x") for name, v in enc["tokens_per_s"].items()],
-      ["encoder", "tokens/s (1 thread of Python)", "vs in-graph"])
+      ["encoder", "tokens/s (1 thread of Python)", "vs encode_proto per step"])
   if "hashing" in results:
     h = results["hashing"]
     base = next(iter(h["items_per_s"].values()))

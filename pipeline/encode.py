@@ -1,13 +1,21 @@
 """EncodeSequenceExamples: transformed RecordBatches → serialized SequenceExamples.
 
-Records are serialized in the TF graph on whole batches with `tf.io.encode_proto`, built
-bottom-up through the nested message types (Int64List → Feature → FeatureList → map
-entry → FeatureLists; Features; SequenceExample). Map entries are emitted in key order,
-so the bytes equal `SerializeToString(deterministic=True)`: shards are byte-identical
-whatever the process. This is ~3x faster than the Python protobuf API (PERF_NOTES.md).
+The bytes equal `SerializeToString(deterministic=True)` (map entries in key order), so
+shards are byte-identical whatever the process, and no Python object is made per token.
+
+A serialized message is the concatenation of its fields' records, and a repeated field
+adds one record per value. So the bulk of the work, the time steps, is a lookup: a table
+holds, for each id, the record one step adds to a `FeatureList` (field 1, a `Feature`
+holding that int64), and a batch's feature lists are one numpy gather from it. Context
+features work the same way, with a table per key of the record `{key: Feature(value)}`
+adds to `Features`. The tables are built by `tf.io.encode_proto` itself and grow on
+demand; the few per-example layers above (FeatureLists map entries, FeatureLists,
+SequenceExample) are built by `encode_proto` in one traced graph per batch. Measured
+~3x faster than `encode_proto` per step and ~4x faster than the Python protobuf API
+(BENCHMARKS.md).
 """
 
-from typing import Dict, List, Optional
+from typing import Dict, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -17,8 +25,13 @@ import tensorflow as tf
 import contract
 from pipeline import counts
 
+MIN_TABLE_SIZE = 1 << 12
+# Tables cover ids below this (a vocabulary of up to 4 M entries, ~40 MB of table); a
+# batch's larger ids are encoded for that batch only.
+MAX_TABLE_SIZE = 1 << 22
 
-def _encode(message_type: str, fields: Dict[str, tf.Tensor], sizes: Optional[Dict[str, tf.Tensor]] = None):
+
+def _encode(message_type: str, fields: Dict[str, tf.Tensor], sizes: Dict[str, tf.Tensor] = None):
   """Serializes a batch of messages; `fields` are [batch, max_count] tensors.
 
   `sizes[name]` is the per-message count of a repeated field (default: every field once).
@@ -40,64 +53,135 @@ def _int64_features(values: tf.Tensor) -> tf.Tensor:
   return _encode("tensorflow.Feature", {"int64_list": int64_list[:, None]})
 
 
-def _map_entries(entry_type: str, values: Dict[str, tf.Tensor]) -> tf.Tensor:
-  """{key: [batch] serialized values} → [batch, num_keys] map entries, sorted by key."""
-  entries = []
-  for key in sorted(values):  # deterministic serialization orders map entries by key
-    value = values[key]
-    keys = tf.fill(tf.shape(value), key)
-    entries.append(_encode(entry_type, {"key": keys[:, None], "value": value[:, None]}))
-  return tf.stack(entries, axis=1)
+def step_records(values: tf.Tensor) -> tf.Tensor:
+  """[n] int64 → the record each value adds to a `FeatureList` as one time step."""
+  return _encode("tensorflow.FeatureList", {"feature": _int64_features(values)[:, None]})
 
 
-def _feature_list(ids: tf.RaggedTensor) -> tf.Tensor:
-  """[batch, (time)] int64 → [batch] serialized `FeatureList`s, one Feature per step."""
-  features = ids.with_flat_values(_int64_features(ids.flat_values))
-  return _encode("tensorflow.FeatureList", {"feature": features.to_tensor(default_value=b"")},
-                 sizes={"feature": ids.row_lengths()})
+def context_records(key: str, values: tf.Tensor) -> tf.Tensor:
+  """[n] int64 → the record `{key: Feature(value)}` adds to a `Features` message."""
+  keys = tf.fill(tf.shape(values), key)
+  entries = _encode("tensorflow.Features.FeatureEntry",
+                    {"key": keys[:, None], "value": _int64_features(values)[:, None]})
+  return _encode("tensorflow.Features", {"feature": entries[:, None]})
 
 
-def encode_sequence_examples(context: Dict[str, tf.Tensor],
-                             sequences: Dict[str, tf.RaggedTensor]) -> tf.Tensor:
-  """Serializes a batch of SequenceExamples.
+def _flatten(records: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Byte strings → (all bytes as uint8, start of each, length of each)."""
+  lengths = np.fromiter(map(len, records), np.int64, len(records))
+  return np.frombuffer(b"".join(records), np.uint8), np.cumsum(lengths) - lengths, lengths
 
-  Args:
-    context: name → [batch] int64 (one Int64List value per example).
-    sequences: name → [batch, (time)] int64 (one Feature per time step).
 
-  Returns:
-    [batch] strings, equal to `SerializeToString(deterministic=True)` of each example.
-    Eager; wrap it with `encoder_for` to run it as one traced graph.
+def _table_size(largest: int) -> int:
+  size = MIN_TABLE_SIZE
+  while size <= largest and size < MAX_TABLE_SIZE:
+    size *= 2
+  return size
+
+
+class RecordTable:
+  """Per int64 value, the bytes `build` makes of it, looked up a batch at a time."""
+
+  def __init__(self, build):
+    self._build = tf.function(build, input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
+    self._flat, self._starts, self._lengths = np.zeros(0, np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+  def _records(self, values: np.ndarray):
+    """(source bytes, start and length of each value's record in them)."""
+    largest = int(values.max()) if values.size else -1
+    if len(self._lengths) <= largest < MAX_TABLE_SIZE:
+      self._flat, self._starts, self._lengths = _flatten(
+          self._build(tf.range(_table_size(largest), dtype=tf.int64)).numpy())
+    outside = (values < 0) | (values >= len(self._lengths))
+    if not outside.any():
+      return self._flat, self._starts[values], self._lengths[values]
+    # Ids past MAX_TABLE_SIZE (or negative): encode this batch's few distinct ones.
+    extra_values, inverse = np.unique(values[outside], return_inverse=True)
+    extra_flat, extra_starts, extra_lengths = _flatten(self._build(extra_values).numpy())
+    starts, lengths = np.empty(len(values), np.int64), np.empty(len(values), np.int64)
+    inside = values[~outside]
+    starts[~outside], lengths[~outside] = self._starts[inside], self._lengths[inside]
+    starts[outside], lengths[outside] = extra_starts[inverse] + len(self._flat), extra_lengths[inverse]
+    return np.concatenate([self._flat, extra_flat]), starts, lengths
+
+  def concatenated(self, values: np.ndarray) -> Tuple[bytes, np.ndarray]:
+    """The values' records end to end, and offsets [len(values) + 1] of each one's start."""
+    values = np.asarray(values, np.int64)
+    source, starts, lengths = self._records(values)
+    offsets = np.zeros(len(values) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    index = np.repeat(starts - offsets[:-1], lengths) + np.arange(offsets[-1])
+    return source[index].tobytes(), offsets
+
+
+def _slices(data: tf.Tensor, offsets: tf.Tensor) -> tf.Tensor:
+  """A scalar string and offsets [n + 1] → the n strings between consecutive offsets."""
+  return tf.strings.substr(data, offsets[:-1], offsets[1:] - offsets[:-1])
+
+
+def assemble(features: tf.Tensor, feature_lists: Dict[str, tf.Tensor]) -> tf.Tensor:
+  """Serialized `Features` [batch] and `FeatureList`s {name: [batch]} → SequenceExamples."""
+  list_entries = []
+  for name in sorted(feature_lists):  # deterministic serialization orders map entries by key
+    keys = tf.fill(tf.shape(feature_lists[name]), name)
+    list_entries.append(_encode("tensorflow.FeatureLists.FeatureListEntry",
+                                {"key": keys[:, None], "value": feature_lists[name][:, None]}))
+  list_entries = tf.stack(list_entries, axis=1)
+  lists = _encode("tensorflow.FeatureLists", {"feature_list": list_entries},
+                  sizes={"feature_list": tf.fill(tf.shape(list_entries)[:1], len(feature_lists))})
+  return _encode("tensorflow.SequenceExample", {"context": features[:, None], "feature_lists": lists[:, None]})
+
+
+def _assemble_parts(context: Dict[str, Tuple[tf.Tensor, tf.Tensor]],
+                    sequences: Dict[str, Tuple[tf.Tensor, tf.Tensor]]) -> tf.Tensor:
+  """`assemble` from (bytes, offsets [batch + 1]) per name, as `RecordTable.concatenated` gives.
+
+  For sequences the offsets are those of each example's first step.
   """
-  context_entries = _map_entries(
-      "tensorflow.Features.FeatureEntry", {k: _int64_features(v) for k, v in context.items()})
-  features = _encode("tensorflow.Features", {"feature": context_entries},
-                     sizes={"feature": tf.fill(tf.shape(context_entries)[:1], len(context))})
-  list_entries = _map_entries(
-      "tensorflow.FeatureLists.FeatureListEntry", {k: _feature_list(v) for k, v in sequences.items()})
-  feature_lists = _encode("tensorflow.FeatureLists", {"feature_list": list_entries},
-                          sizes={"feature_list": tf.fill(tf.shape(list_entries)[:1], len(sequences))})
-  return _encode("tensorflow.SequenceExample",
-                 {"context": features[:, None], "feature_lists": feature_lists[:, None]})
+  features = tf.strings.join([_slices(*context[name]) for name in sorted(context)])
+  return assemble(features, {name: _slices(*part) for name, part in sequences.items()})
 
 
-def encoder_for(task: str):
-  """`encode_sequence_examples` traced once for a task's features, for any batch shape.
+class Encoder:
+  """Serializes batches of SequenceExamples with the given context and sequence names."""
 
-  Without a signature, a tf.function retraces for every new batch size and length.
-  """
-  spec = contract.feature_spec(task)
-  context_spec = {name: tf.TensorSpec([None], tf.int64) for name in spec["context"]}
-  sequence_spec = {name: tf.RaggedTensorSpec([None, None], tf.int64, ragged_rank=1, row_splits_dtype=tf.int64)
-                   for name in spec["sequence"]}
-  return tf.function(encode_sequence_examples, input_signature=[context_spec, sequence_spec])
+  def __init__(self, context_names: Sequence[str], sequence_names: Sequence[str]):
+    self.context_tables = {name: RecordTable(lambda values, name=name: context_records(name, values))
+                           for name in context_names}
+    self.step_table = RecordTable(step_records)
+    part = (tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int64))
+    self._assemble = tf.function(_assemble_parts, autograph=False, input_signature=[
+        {name: part for name in context_names}, {name: part for name in sequence_names}])
+
+  @classmethod
+  def for_task(cls, task: str) -> "Encoder":
+    spec = contract.feature_spec(task)
+    return cls(list(spec["context"]), list(spec["sequence"]))
+
+  def __call__(self, context: Dict[str, np.ndarray],
+               sequences: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Serializes a batch.
+
+    Args:
+      context: name → [batch] int64 (one value per example).
+      sequences: name → (values, row_splits): a [batch, (time)] int64 list, one Feature
+        per time step.
+
+    Returns:
+      [batch] bytes (numpy object array), each `SerializeToString(deterministic=True)`.
+    """
+    context_parts = {name: table.concatenated(context[name]) for name, table in self.context_tables.items()}
+    sequence_parts = {}
+    for name, (values, row_splits) in sequences.items():
+      data, step_offsets = self.step_table.concatenated(values)
+      sequence_parts[name] = (data, step_offsets[np.asarray(row_splits, np.int64)])
+    return self._assemble(context_parts, sequence_parts).numpy()
 
 
-def _ragged(column: pa.Array) -> tf.RaggedTensor:
-  """A pyarrow list<int64> column → a ragged int64 tensor (respecting slices)."""
+def _list_values(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
+  """A pyarrow list<int64> column → (flat values, row splits from 0), respecting slices."""
   offsets = np.asarray(column.offsets, dtype=np.int64)
-  values = np.asarray(column.flatten(), dtype=np.int64)
-  return tf.RaggedTensor.from_row_splits(values, offsets - offsets[0], validate=False)
+  return np.asarray(column.flatten(), dtype=np.int64), offsets - offsets[0]
 
 
 def _scalars(column: pa.Array) -> np.ndarray:
@@ -106,7 +190,7 @@ def _scalars(column: pa.Array) -> np.ndarray:
 
 
 class EncodeDoFn(beam.DoFn):
-  """One transformed RecordBatch → one list of serialized examples, plus its counts."""
+  """One transformed RecordBatch → one array of serialized examples, plus its counts."""
 
   def __init__(self, task: str, split: str):
     self.task, self.split = task, split
@@ -116,7 +200,7 @@ class EncodeDoFn(beam.DoFn):
     self.encode = None
 
   def setup(self):
-    self.encode = encoder_for(self.task)
+    self.encode = Encoder(self.context_names, self.sequence_names)
 
   def process(self, batch: pa.RecordBatch):
     from pipeline import transform  # pylint: disable=g-import-not-at-top
@@ -125,13 +209,10 @@ class EncodeDoFn(beam.DoFn):
     if empty.any():
       batch = batch.filter(pa.array(~empty))
       lengths = lengths[~empty]
-    outputs: List = []
     if batch.num_rows:
       context = {name: _scalars(batch.column(name)) for name in self.context_names}
-      sequences = {name: _ragged(batch.column(name)) for name in self.sequence_names}
-      serialized = self.encode(context, sequences).numpy()
-      outputs.append(list(serialized))
-    yield from outputs
+      sequences = {name: _list_values(batch.column(name)) for name in self.sequence_names}
+      yield self.encode(context, sequences)
     stats = [
         (counts.key(counts.FILTERED, "empty"), int(empty.sum())),
         (counts.key(counts.EXAMPLES, self.split), len(lengths)),
@@ -147,9 +228,10 @@ class EncodeDoFn(beam.DoFn):
 
 
 class EncodeSequenceExamples(beam.PTransform):
-  """Transformed RecordBatches of one split → lists of serialized SequenceExamples.
+  """Transformed RecordBatches of one split → arrays of serialized SequenceExamples.
 
-  Returns a DoOutputsTuple: main output lists of bytes, `counts.COUNTS` (name, n) pairs.
+  Returns a DoOutputsTuple: main output numpy arrays of bytes, `counts.COUNTS` (name, n)
+  pairs.
   """
 
   def __init__(self, task: str, split: str):

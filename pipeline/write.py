@@ -1,21 +1,21 @@
 """WriteShards and WriteDeadLetters: deterministic files, whatever the runner or workers.
 
 Beam's own sinks place records in shards at random, so shards would differ run to run.
-Here each record goes to shard `blake2b(bytes) % num_shards` (a stable hash), and inside a
-shard records are sorted by that hash: a deterministic shuffle, not input order. Every
-shard, even an empty one, is written to a temporary name and renamed into place, so a
-reader never sees half a shard under its final name.
+Here each record goes to shard `fingerprint(bytes) % num_shards` (FarmHash Fingerprint64,
+stable across processes and machines, computed a batch at a time in TF), and inside a
+shard records are sorted by that fingerprint, then by their bytes: a deterministic
+shuffle, not input order. Every shard, even an empty one, is written to a temporary name
+and renamed into place, so a reader never sees half a shard under its final name.
 """
 
-import hashlib
-import itertools
 import json
 import math
 import os
 import uuid
-from typing import Iterable, List, Tuple
+from typing import Iterable, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 
 import contract
@@ -32,17 +32,34 @@ def shard_count(requested: int, total_bytes: int) -> int:
   return max(1, math.ceil(total_bytes / TARGET_SHARD_BYTES))
 
 
-def _sort_key(serialized: bytes) -> bytes:
-  return hashlib.blake2b(serialized, digest_size=8).digest()
+def sort_keys(records: np.ndarray) -> np.ndarray:
+  """[n] bytes → [n] uint64 stable fingerprints (the same on every machine and run)."""
+  if not len(records):
+    return np.zeros(0, np.uint64)
+  fingerprints = tf.fingerprint(tf.constant(records, tf.string)).numpy()  # [n, 8] little-endian
+  return fingerprints.view("<u8").reshape(-1).astype(np.uint64)
 
 
-def assign_to_shards(serialized: List[bytes], num_shards: int) -> Iterable[Tuple[int, List[Tuple[bytes, bytes]]]]:
-  """One batch → (shard, [(sort key, record)]) pairs, one per shard it touches."""
-  by_shard = {}
-  for record in serialized:
-    key = _sort_key(record)
-    by_shard.setdefault(int.from_bytes(key, "little") % num_shards, []).append((key, record))
-  return by_shard.items()
+def assign_to_shards(serialized: Sequence[bytes], num_shards: int) -> Iterable[Tuple[int, Tuple[np.ndarray, np.ndarray]]]:
+  """One batch → (shard, (sort keys, records)) pairs, one per shard it touches."""
+  records = np.asarray(serialized, dtype=object).reshape(-1)
+  keys = sort_keys(records)
+  shards = keys % np.uint64(num_shards)
+  order = np.argsort(shards, kind="stable")
+  for part in np.split(order, np.flatnonzero(np.diff(shards[order])) + 1):
+    if part.size:
+      yield int(shards[part[0]]), (keys[part], records[part])
+
+
+def record_order(keys: np.ndarray, records: np.ndarray) -> np.ndarray:
+  """Indices that sort records by key, then by bytes (equal keys: copies, or a collision)."""
+  order = np.argsort(keys, kind="stable")
+  ties = np.flatnonzero(keys[order][1:] == keys[order][:-1])  # i: positions i and i+1 tie
+  if ties.size:
+    gaps = np.diff(ties) > 1
+    for start, end in zip(ties[np.r_[True, gaps]], ties[np.r_[gaps, True]] + 2):
+      order[start:end] = sorted(order[start:end], key=records.__getitem__)
+  return order
 
 
 def write_atomically(output_dir: str, final_path: str, write_fn) -> None:
@@ -64,13 +81,16 @@ class _WriteShardDoFn(beam.DoFn):
 
   def process(self, shard_and_parts, num_shards: int):
     shard, parts = shard_and_parts
-    records = sorted(itertools.chain.from_iterable(parts))
+    parts = [part for part in parts if part is not None]  # None: the marker of every shard
+    keys = np.concatenate([keys for keys, _ in parts] or [np.zeros(0, np.uint64)])
+    records = np.concatenate([records for _, records in parts] or [np.zeros(0, object)])
+    records = records[record_order(keys, records)]
     name = contract.shard_name(self.split, shard, num_shards, self.compression)
     options = tf.io.TFRecordOptions(compression_type="GZIP" if self.compression == "gzip" else "")
 
     def write(path):
       with tf.io.TFRecordWriter(path, options) as writer:
-        for _, record in records:
+        for record in records:
           writer.write(record)
 
     write_atomically(self.output_dir, os.path.join(self.output_dir, name), write)
@@ -80,7 +100,7 @@ class _WriteShardDoFn(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-  """Lists of serialized examples of one split → shard files; returns (name, n) counts."""
+  """Batches (sequences) of serialized examples of one split → shard files; returns (name, n) counts."""
 
   def __init__(self, output_dir: str, split: str, num_shards: int, compression: str):
     super().__init__()
@@ -90,7 +110,7 @@ class WriteShards(beam.PTransform):
   def expand(self, serialized_lists):
     num_shards = (
         serialized_lists
-        | "Bytes" >> beam.Map(lambda records: sum(len(r) for r in records))
+        | "Bytes" >> beam.Map(lambda records: sum(map(len, records)))
         | "TotalBytes" >> beam.CombineGlobally(sum)
         | "ShardCount" >> beam.Map(lambda total: shard_count(self.num_shards, total)))
     num_shards = beam.pvalue.AsSingleton(num_shards)
@@ -98,7 +118,7 @@ class WriteShards(beam.PTransform):
     every_shard = (  # so that a shard that gets no record is still written, empty
         serialized_lists.pipeline
         | "One" >> beam.Create([None])
-        | "EveryShard" >> beam.FlatMap(lambda _, n: [(i, []) for i in range(n)], num_shards))
+        | "EveryShard" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)], num_shards))
     return (
         (keyed, every_shard)
         | "Flatten" >> beam.Flatten()

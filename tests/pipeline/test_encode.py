@@ -8,7 +8,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 import contract
 from pipeline import counts
-from pipeline.encode import EncodeSequenceExamples, encode_sequence_examples
+from pipeline import encode
+from pipeline.encode import EncodeSequenceExamples
 from tests.pipeline.beam_testing import test_pipeline
 
 
@@ -25,19 +26,44 @@ def python_proto(length, tokens, labels=None, label=None):
   return example.SerializeToString(deterministic=True)
 
 
+def ragged(rows):
+  """Rows of ints → (values, row_splits), as the encoder takes a [batch, (time)] list."""
+  return (np.array([v for row in rows for v in row], np.int64),
+          np.cumsum([0] + [len(row) for row in rows]).astype(np.int64))
+
+
 def test_bytes_equal_python_protobuf_for_every_task():
-  tokens = [[5, 2, 1 << 40], [7], [3, 3, 3, 3, 3]]
+  # Ids in the tables, one past MAX_TABLE_SIZE and one negative (encoded for the batch only).
+  tokens = [[5, 2, 1 << 40], [7], [3, 3, 3, 3, -1]]
   labels = [[2, 3, 2], [4], [2, 2, 2, 2, 9]]
-  ragged = lambda rows: tf.ragged.constant(rows, dtype=tf.int64)
   lengths = np.array([3, 1, 5])
-  lm = encode_sequence_examples({"length": lengths}, {"tokens": ragged(tokens)}).numpy()
-  tag = encode_sequence_examples({"length": lengths}, {"tokens": ragged(tokens), "labels": ragged(labels)}).numpy()
-  classify = encode_sequence_examples({"length": lengths, "label": np.array([2, 3, 4])},
-                                      {"tokens": ragged(tokens)}).numpy()
+  lm = encode.Encoder.for_task("lm")({"length": lengths}, {"tokens": ragged(tokens)})
+  tag = encode.Encoder.for_task("tag")({"length": lengths}, {"tokens": ragged(tokens), "labels": ragged(labels)})
+  classify = encode.Encoder.for_task("classify")({"length": lengths, "label": np.array([2, 3, 4])},
+                                                 {"tokens": ragged(tokens)})
   for i in range(3):
     assert lm[i] == python_proto(lengths[i], tokens[i])
     assert tag[i] == python_proto(lengths[i], tokens[i], labels=labels[i])
     assert classify[i] == python_proto(lengths[i], tokens[i], label=[2, 3, 4][i])
+
+
+def test_tables_grow_with_the_ids_and_stay_exact():
+  encoder = encode.Encoder.for_task("lm")
+  rng = np.random.default_rng(0)
+  for largest in (10, 300, encode.MIN_TABLE_SIZE + 1, 70_000):  # every batch past the last table
+    rows = [rng.integers(0, largest + 1, size=n).tolist() for n in (1, 4, 17)]
+    rows[0] = [largest]
+    lengths = np.array([len(row) for row in rows])
+    serialized = encoder({"length": lengths}, {"tokens": ragged(rows)})
+    assert serialized.tolist() == [python_proto(n, row) for n, row in zip(lengths, rows)]
+
+
+def test_record_table_concatenates_records_with_offsets():
+  table = encode.RecordTable(encode.step_records)
+  data, offsets = table.concatenated(np.array([2, 300, 2], np.int64))
+  one = [encode.step_records(tf.constant([v], tf.int64)).numpy()[0] for v in (2, 300, 2)]
+  assert data == b"".join(one)
+  assert offsets.tolist() == [0, len(one[0]), len(one[0]) + len(one[1]), len(data)]
 
 
 def transformed_batch(token_rows, truncated):

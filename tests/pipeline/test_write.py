@@ -4,6 +4,7 @@ import json
 import os
 
 import apache_beam as beam
+import numpy as np
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -27,6 +28,18 @@ def test_shards_do_not_depend_on_batching_or_input_order(tmp_path):
   assert first == second
   assert sorted(r for shard in first.values() for r in shard) == sorted(records)
   assert not os.listdir(tmp_path / "a" / write.TEMP_DIR)
+
+
+def test_records_sort_by_key_then_bytes():
+  keys = np.array([5, 3, 5, 5, 9, 3], np.uint64)
+  records = np.array([b"c", b"y", b"a", b"b", b"z", b"x"], dtype=object)
+  assert records[write.record_order(keys, records)].tolist() == [b"x", b"y", b"a", b"b", b"c", b"z"]
+
+
+def test_sort_keys_are_stable_fingerprints():
+  keys = write.sort_keys(np.array([b"a", b"b", b"a"], dtype=object))
+  assert keys.dtype == np.uint64 and keys[0] == keys[2] != keys[1]
+  assert keys.tolist() == write.sort_keys([b"a", b"b", b"a"]).tolist()  # a list works the same
 
 
 def test_empty_shards_are_written(tmp_path):
