@@ -8,7 +8,12 @@ no token can contain a newline or tab that would break a vocabulary file.
 
 import tensorflow as tf
 
-_SEPARATORS = r"[\p{Z}\p{Cc}]+"
+# The separators `tf.strings.split()` does not already split on: Z* and Cc but the ASCII
+# space, \t, \n, \v, \f and \r. Spelled out, RE2 scans text that has none of them
+# (nearly all text) 5x faster than `[\p{Z}\p{Cc}]+`, which also rewrites every space
+# (measured in tests/pipeline/test_tokenize.py: the same tokens for every code point).
+_OTHER_SEPARATORS = (r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200a}"
+                     r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]")
 _PUNCTUATION_OR_SYMBOL = r"([\pP\pS])"
 
 
@@ -23,6 +28,6 @@ def lowercase(strings, enabled: bool):
 
 def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
   """[batch] strings → [batch, (tokens)] ragged strings (word / punctuation split)."""
-  text = tf.strings.regex_replace(text, _SEPARATORS, " ")
+  text = tf.strings.regex_replace(text, _OTHER_SEPARATORS, " ")
   text = tf.strings.regex_replace(text, _PUNCTUATION_OR_SYMBOL, r" \1 ")
-  return tf.strings.split(text)  # every separator is a plain space by now
+  return tf.strings.split(text)  # splits on runs of ASCII whitespace
