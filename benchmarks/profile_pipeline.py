@@ -40,9 +40,8 @@ STAGES = {
     "split (_split_batch)": [("pipeline/read.py", "_split_batch")],
     "TFT graph runs: tokenize, vocabulary lookup, analyzers' batch ops (_RunMetaGraphDoFn)": [
         ("tensorflow_transform/beam/impl.py", "process")],
-    "vocabulary: count_batch (a Counter per batch, split into hash partitions)": [
+    "vocabulary: count_batch (a batch's distinct tokens grouped by their in-graph partition)": [
         ("pipeline/vocabulary.py", "count_batch")],
-    "  of which _partition (blake2b per distinct token per batch)": [("pipeline/vocabulary.py", "_partition")],
     "vocabulary: merge partitions, order, write": [("pipeline/vocabulary.py", "merge_counters"),
                                                    ("pipeline/vocabulary.py", "write")],
     "encode: EncodeDoFn.process (incl. tracing encode_sequence_examples)": [("pipeline/encode.py", "process")],
