@@ -14,7 +14,7 @@ import tensorflow as tf
 # (measured in tests/pipeline/test_tokenize.py: the same tokens for every code point).
 _OTHER_SEPARATORS = (r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200a}"
                      r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]")
-_PUNCTUATION_OR_SYMBOL = r"([\pP\pS])"
+_PUNCTUATION_OR_SYMBOL = r"[\pP\pS]"
 
 
 def lowercase(strings, enabled: bool):
@@ -29,5 +29,5 @@ def lowercase(strings, enabled: bool):
 def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
   """[batch] strings → [batch, (tokens)] ragged strings (word / punctuation split)."""
   text = tf.strings.regex_replace(text, _OTHER_SEPARATORS, " ")
-  text = tf.strings.regex_replace(text, _PUNCTUATION_OR_SYMBOL, r" \1 ")
+  text = tf.strings.regex_replace(text, _PUNCTUATION_OR_SYMBOL, r" \0 ")  # \0: no capture group, faster
   return tf.strings.split(text)  # splits on runs of ASCII whitespace

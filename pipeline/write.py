@@ -52,13 +52,17 @@ def assign_to_shards(serialized: Sequence[bytes], num_shards: int) -> Iterable[T
 
 
 def record_order(keys: np.ndarray, records: np.ndarray) -> np.ndarray:
-  """Indices that sort records by key, then by bytes (equal keys: copies, or a collision)."""
+  """Indices that sort records by key, then by bytes where different records share a key.
+
+  Copies of a record share a key harmlessly (their order cannot show), so only a real
+  64-bit collision costs a Python sort, of the few records involved.
+  """
   order = np.argsort(keys, kind="stable")
-  ties = np.flatnonzero(keys[order][1:] == keys[order][:-1])  # i: positions i and i+1 tie
-  if ties.size:
-    gaps = np.diff(ties) > 1
-    for start, end in zip(ties[np.r_[True, gaps]], ties[np.r_[gaps, True]] + 2):
-      order[start:end] = sorted(order[start:end], key=records.__getitem__)
+  sorted_keys, sorted_records = keys[order], records[order]
+  clashes = (sorted_keys[1:] == sorted_keys[:-1]) & (sorted_records[1:] != sorted_records[:-1])
+  for key in np.unique(sorted_keys[1:][clashes]):
+    start, end = np.searchsorted(sorted_keys, key, "left"), np.searchsorted(sorted_keys, key, "right")
+    order[start:end] = sorted(order[start:end], key=records.__getitem__)
   return order
 
 

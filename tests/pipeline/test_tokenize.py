@@ -8,7 +8,7 @@ from pipeline import tokenize
 def by_property(text):
   """The definition: every Z* or Cc character separates (RE2's own Unicode tables)."""
   text = tf.strings.regex_replace(text, r"[\p{Z}\p{Cc}]+", " ")
-  text = tf.strings.regex_replace(text, tokenize._PUNCTUATION_OR_SYMBOL, r" \1 ")
+  text = tf.strings.regex_replace(text, r"([\pP\pS])", r" \1 ")
   return tf.strings.split(text)
 
 

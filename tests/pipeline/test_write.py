@@ -31,9 +31,10 @@ def test_shards_do_not_depend_on_batching_or_input_order(tmp_path):
 
 
 def test_records_sort_by_key_then_bytes():
-  keys = np.array([5, 3, 5, 5, 9, 3], np.uint64)
-  records = np.array([b"c", b"y", b"a", b"b", b"z", b"x"], dtype=object)
-  assert records[write.record_order(keys, records)].tolist() == [b"x", b"y", b"a", b"b", b"c", b"z"]
+  keys = np.array([5, 3, 5, 5, 9, 3, 7, 7, 5], np.uint64)  # 3 and 5: collisions; 7: two copies
+  records = np.array([b"c", b"y", b"a", b"b", b"z", b"x", b"w", b"w", b"a"], dtype=object)
+  assert records[write.record_order(keys, records)].tolist() == [
+      b"x", b"y", b"a", b"a", b"b", b"c", b"w", b"w", b"z"]
 
 
 def test_sort_keys_are_stable_fingerprints():
