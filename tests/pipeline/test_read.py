@@ -1,6 +1,12 @@
 """ReadCorpus and Split as Beam transforms, on files written by the tests."""
 
+import collections
+import gzip
+import itertools
+import random
+
 import apache_beam as beam
+import numpy as np
 import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
@@ -83,3 +89,177 @@ def test_content_key_is_stable_and_content_sensitive():
   assert key == read.content_key(read.Record(tokens=["a", "b"], labels=["X", "Y"]))
   assert key != read.content_key(read.Record(tokens=["a", "b"], labels=["X", "Z"]))
   assert key != read.content_key(read.Record(tokens=["ab"], labels=["X", "Y"]))
+
+
+# --- plain text: the block fast path against the per-line reader ----------------------
+
+
+def read_text_line_by_line(path, ranges, max_record_bytes):
+  """What ReadLinesDoFn gives for text, from `_lines` and parse_text_line alone."""
+  texts, keys, dead, totals = [], [], [], collections.Counter()
+  for file_range in ranges:
+    with read.open_for_lines(file_range.path) as f:
+      for offset, line, too_long in read._lines(f, file_range.start, file_range.end, max_record_bytes):
+        totals[counts.READ] += 1
+        if line is None:
+          dead.append(read.dead_letter("record_too_long", path, offset, too_long))
+          continue
+        try:
+          record = read.parse_text_line(line, "lm")
+        except read.Filtered as filtered:
+          totals[counts.key(counts.FILTERED, filtered.reason)] += 1
+        except read.BadRecord as bad:
+          dead.append(read.dead_letter(bad.reason, path, offset, line))
+        else:
+          texts.append(record.text)
+          keys.append(read.content_key(record))
+  return texts, keys, dead, totals
+
+
+def read_text_with_do_fn(ranges, max_record_bytes):
+  texts, keys, dead, totals = [], [], [], collections.Counter()
+  for file_range in ranges:
+    batch_sizes = []
+    for output in read.ReadLinesDoFn("text", "lm", max_record_bytes).process(file_range):
+      if isinstance(output, beam.pvalue.TaggedOutput):
+        if output.tag == counts.DEAD_LETTER:
+          dead.append(output.value)
+        else:
+          totals[output.value[0]] += output.value[1]
+        continue
+      assert output.schema == read.arrow_schema("lm")
+      assert output.column("tokens").to_pylist() == [[]] * output.num_rows
+      texts += [cell[0].decode("utf-8") for cell in output.column("text").to_pylist()]
+      keys += output.column(read.SPLIT_KEY).to_pylist()
+      batch_sizes.append(output.num_rows)
+    # Full batches but the last, as the per-line reader makes them.
+    assert all(size == read.BATCH_SIZE for size in batch_sizes[:-1]) and batch_sizes[-1:] <= [read.BATCH_SIZE]
+  return texts, keys, dead, totals
+
+
+def mixed_text(rng: random.Random, num_lines: int) -> bytes:
+  """Mostly clean lines, some blank (ASCII or Unicode whitespace), one in twenty odd."""
+  clean = ["the cat sleeps", "naïve café 東京 😀", "  indented\tand tabbed ", "a" * 60, "“quoted” — dash",
+           "\u00a0leading no-break space", "x\u3000y", "\x01\x07 controls", "sep\x1finside"]
+  blank = ["", " ", "\t \x0b\x0c", "\u00a0", "\u3000 \u2003", " \x1c\x1d", "\x1e\x1f", "\u0085",
+           "\u2028\u2029"]
+  odd = [b"caf\xe9", b"cut \xe6\x9d", b"\xed\xa0\x80 surrogate", b"nul \x00 inside", b"\x00",
+         b"y" * 81, b"z" * 300, b"lone\rcr", b"\r", b"two\r\rcrs", b"crlf inside\r\nline",
+         b"\r".join([b"short"] * 10 + [b"w" * 200, b"v" * 80, b"tail"])]  # long, of short and long records
+  out = bytearray()
+  for _ in range(num_lines):
+    roll = rng.random()
+    if roll < 0.8:
+      line = rng.choice(clean).encode("utf-8")
+    elif roll < 0.95:
+      line = rng.choice(blank).encode("utf-8")
+    else:
+      line = rng.choice(odd)
+    out += line + (b"\r\n" if rng.random() < 0.3 else b"\n")
+  return bytes(out) + "no final newline 終".encode("utf-8")
+
+
+@pytest.mark.parametrize("range_bytes,block_bytes,min_block_bytes,crlf_file", [
+    (1 << 20, 8 << 20, 64 << 10, False),  # the defaults: one range, one block
+    (1 << 20, 1000, 0, False),  # many blocks, the odd ones halved down to single lines
+    (997, 300, 50, False),  # ranges and blocks cut mid-line
+    (64, 16, 1, False),  # blocks shorter than lines: each finished by a readline
+    (5000, 1, 0, False),  # every block one line; long ones read by `_lines` from the file
+    (1 << 20, 777, 100, True),  # CRLF everywhere: still the fast path
+])
+def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, range_bytes, block_bytes,
+                                                         min_block_bytes, crlf_file):
+  monkeypatch.setattr(read, "RANGE_BYTES", range_bytes)
+  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", block_bytes)
+  monkeypatch.setattr(read, "TEXT_BLOCK_MIN_BYTES", min_block_bytes)
+  monkeypatch.setattr(read, "BATCH_SIZE", 64)
+  data = mixed_text(random.Random(range_bytes + block_bytes), 3000)
+  if crlf_file:
+    data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+  path = tmp_path / "mixed.txt"
+  path.write_bytes(data)
+  plain_blocks = []  # what plain_text_lines gave for each block
+  real_plain_text_lines = read.plain_text_lines
+
+  def plain_text_lines(*args):
+    plain_blocks.append(real_plain_text_lines(*args))
+    return plain_blocks[-1]
+
+  monkeypatch.setattr(read, "plain_text_lines", plain_text_lines)
+  ranges = list(read.split_into_ranges(read.InputFile(str(path), len(data))))
+  assert len(ranges) == -(-len(data) // range_bytes)
+
+  expected = read_text_line_by_line(str(path), ranges, max_record_bytes=80)
+  got = read_text_with_do_fn(ranges, max_record_bytes=80)
+
+  assert got[0] == expected[0]  # the same good records in the same order,
+  assert got[1] == expected[1]  # with the same split keys,
+  assert got[2] == expected[2]  # the same dead letters (reason, offset, record),
+  assert got[3] == expected[3]  # and the same counts
+  texts, _, dead, totals = expected
+  assert len(texts) > 2000 and totals["filtered/empty"] > 300 and len(dead) > 50
+  assert {letter["reason"] for letter in dead} == {"undecodable", "nul_byte", "record_too_long"}
+  assert totals[counts.READ] == len(texts) + totals["filtered/empty"] + len(dead)
+  fast_lines = sum(len(good) + blank for good, blank in filter(None, plain_blocks))
+  if min_block_bytes < len(data) // 10:  # the odd lines halved out: the rest is fast
+    assert fast_lines > totals[counts.READ] // 2
+
+
+def test_text_blocks_of_a_compressed_file(tmp_path, monkeypatch):
+  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", 100)  # and reads past blocks need no seek
+  monkeypatch.setattr(read, "TEXT_BLOCK_MIN_BYTES", 0)
+  path = tmp_path / "mixed.txt.gz"
+  with gzip.open(path, "wb") as f:
+    f.write(mixed_text(random.Random(1), 500))
+  ranges = list(read.split_into_ranges(read.InputFile(str(path), path.stat().st_size)))
+  assert ranges == [read.FileRange(str(path), 0, -1)]
+  assert read_text_with_do_fn(ranges, 80) == read_text_line_by_line(str(path), ranges, 80)
+
+
+def test_a_block_with_odd_lines_is_halved_at_a_line_start():
+  assert read._middle_line_start(b"aaaa\nbbbb\n") == 5
+  assert read._middle_line_start(b"a\n" + b"b" * 10 + b"\n") == 2  # no line starts after the middle
+  assert read._middle_line_start(b"b" * 10 + b"\n") == 0
+
+
+def test_text_content_keys_equal_content_key():
+  texts = ["", "a", "the cat sleeps", "naïve café 東京 😀", " \t ", "\x1e\x1f inside", "x" * 300]
+  lines = [text.encode("utf-8") for text in texts]
+  keys = read.text_content_keys(lines)
+  assert keys.dtype == np.uint64
+  assert keys.tolist() == [read.content_key(read.Record(text=text)) for text in texts]
+  batch = read.text_record_batch(lines)
+  assert batch.equals(read.to_record_batch([read.Record(text=text) for text in texts], "lm"))
+
+
+def test_every_whitespace_character_is_blank_on_the_fast_path_too():
+  # str.strip() strips more than bytes.strip(); the fast path finds those lines by their
+  # first byte (see read._MAYBE_UNICODE_BLANK), so every such character must start so.
+  beyond_ascii = [chr(c) for c in range(0x110000)
+                  if chr(c).isspace() and not chr(c).encode("utf-8").isspace()]
+  assert {char.encode("utf-8")[0] for char in beyond_ascii} == set(b"\x1c\x1d\x1e\x1f\xc2\xe1\xe2\xe3")
+  lines = [line for char in beyond_ascii
+           for line in (char, " " + char + "\t", char * 2, char + "x", "x" + char, "\u00a0" + char + "y")]
+  expected_good = [line for line in lines if line.strip()]
+  block = "".join(line + "\n" for line in lines).encode("utf-8")
+  good, blank = read.plain_text_lines(block, 100)
+  assert [line.decode("utf-8") for line in good] == expected_good
+  assert blank == len(lines) - len(expected_good) == 3 * len(beyond_ascii)
+
+
+def test_is_utf8_agrees_with_python():
+  # Representatives of each kind of byte in all sequences of one and of three; all pairs.
+  kinds = (b"\x00\x41\x7f\x80\x8f\x90\x9f\xa0\xbf\xc0\xc1\xc2\xdf"
+           b"\xe0\xe1\xec\xed\xee\xef\xf0\xf1\xf3\xf4\xf5\xff")
+  sequences = [bytes(s) for n in (1, 3) for s in itertools.product(kinds, repeat=n)]
+  sequences += [bytes([a, b]) for a in range(256) for b in range(256)]
+  sequences += ["\U0010ffff".encode(), b"\xf4\x90\x80\x80", b"\xf0\x8f\xbf\xbf", b"ok \xe2\x82"]
+
+  def python_says(data):
+    try:
+      data.decode("utf-8")
+    except UnicodeDecodeError:
+      return False
+    return True
+
+  assert [read._is_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
