@@ -56,16 +56,6 @@ def _to_ids(strings, vocabulary):
   return shift(index)
 
 
-def _concat_rows(a: tf.RaggedTensor, b: tf.RaggedTensor) -> tf.RaggedTensor:
-  """Row i of `a` followed by row i of `b`; no copy when one of them holds nothing.
-
-  Each record has text (tokenized here) or given tokens, and a batch nearly always has
-  only one kind: concatenating would copy every token string for nothing.
-  """
-  return tf.cond(tf.size(b.flat_values) == 0, lambda: a,
-                 lambda: tf.cond(tf.size(a.flat_values) == 0, lambda: b, lambda: tf.concat([a, b], axis=1)))
-
-
 def make_preprocessing_fn(config: PipelineConfig):
   """The TFT preprocessing_fn for a config: pure TF ops, analyzers declared once."""
   top_k = config.max_vocab - contract.NUM_RESERVED if config.max_vocab else None
@@ -74,11 +64,9 @@ def make_preprocessing_fn(config: PipelineConfig):
     # Exactly one of `text` (raw, tokenized here) and `tokens` (given) is non-empty.
     text = tokenize.lowercase(inputs["text"], config.lowercase)
     given = tokenize.lowercase(inputs["tokens"], config.lowercase)
-    tokens = _concat_rows(tokenize.tokenize(text), given)
-    too_long = tokens.row_lengths() > config.max_length
-    truncated = tf.cast(too_long, tf.int64)
-    # Slicing a ragged tensor copies every string: only when some row is too long.
-    tokens = tf.cond(tf.reduce_any(too_long), lambda: tokens[:, :config.max_length], lambda: tokens)
+    tokens = tf.concat([tokenize.tokenize(text), given], axis=1)
+    truncated = tf.cast(tokens.row_lengths() > config.max_length, tf.int64)
+    tokens = tokens[:, :config.max_length]
     vocabulary = vocab_lib.vocabulary(tokens, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
     outputs = {
         contract.TOKENS: _to_ids(tokens, vocabulary),
