@@ -37,7 +37,7 @@ from typing import Dict, List, Sequence
 from benchmarks import common
 from benchmarks import corpus
 
-VARIANTS = ("handwritten", "ours", "ours_1worker", "whatif_gc", "whatif_range", "tft")
+VARIANTS = ("handwritten", "ours", "ours_1worker", "ours_2threads", "whatif_gc", "whatif_range", "tft")
 WHATIF = {"whatif_gc": "gc_freeze", "whatif_range": "range_mb=16"}
 
 
@@ -57,6 +57,9 @@ def command(variant: str, corpus_path: str, output_dir: str, extra: Sequence[str
   if variant == "ours":
     return common.python_module("pipeline.preprocess", *_pipeline_args(corpus_path, output_dir, *extra),
                                 "--direct_num_workers", 2, "--direct_running_mode", "multi_processing")
+  if variant == "ours_2threads":
+    return common.python_module("pipeline.preprocess", *_pipeline_args(corpus_path, output_dir, *extra),
+                                "--direct_num_workers", 2, "--direct_running_mode", "multi_threading")
   if variant == "ours_1worker":
     return common.python_module("pipeline.preprocess", *_pipeline_args(corpus_path, output_dir, *extra),
                                 "--direct_num_workers", 1)
@@ -124,6 +127,7 @@ LABELS = {
     "tft": "(b) straightforward TFT pipeline, FnApiRunner",
     "ours": "ours, 2 workers multi_processing",
     "ours_1worker": "ours, 1 worker in-process",
+    "ours_2threads": "ours, 2 workers multi_threading",
     "whatif_gc": "what-if: ours, 2 workers, GC frozen in the workers too",
     "whatif_range": "what-if: ours, 2 workers, 16 MB read ranges",
 }

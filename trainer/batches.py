@@ -20,11 +20,12 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import contract  # pylint: disable=g-import-not-at-top
+from trainer.config import DEFAULT_PAD_MULTIPLE
 from trainer.task import add_data_flags
 
 
 def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: int, split: str = "train",
-            pad_multiple: int = 0) -> dict:
+            pad_multiple: int = DEFAULT_PAD_MULTIPLE) -> dict:
   """One pass over a split through exactly the trainer's input pipeline (no shuffle, no repeat)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from trainer import data  # pylint: disable=g-import-not-at-top

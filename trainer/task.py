@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import contract  # pylint: disable=g-import-not-at-top
-from trainer.config import TrainerConfig
+from trainer.config import DEFAULT_PAD_MULTIPLE, TrainerConfig
 
 
 def _non_negative_int(text: str) -> int:
@@ -46,9 +46,10 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
                       help="length buckets, at the pipeline's optimal boundaries (default 16)")
   parser.add_argument("--tokens_per_batch", type=int, default=4096,
                       help="padded tokens per global batch; sets each bucket's batch size (default 4096)")
-  parser.add_argument("--pad_multiple", type=_non_negative_int, default=0,
-                      help="0: pad each batch to its bucket's boundary (default; one shape per bucket); N: pad "
-                           "it to its longest sequence rounded up to a multiple of N (less padding, more shapes)")
+  parser.add_argument("--pad_multiple", type=_non_negative_int, default=DEFAULT_PAD_MULTIPLE,
+                      help="N: pad each batch to its longest sequence rounded up to a multiple of N "
+                           f"(default {DEFAULT_PAD_MULTIPLE}); 0: to its bucket's boundary (one shape per "
+                           "bucket, more padding)")
   parser.add_argument("--cpu_replicas", type=int, default=1,
                       help="without GPUs: split the CPU into N logical devices, one replica each")
 
