@@ -289,7 +289,15 @@ def main():
   logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
   for noisy in ("apache_beam", "absl", "tensorflow"):
     logging.getLogger(noisy).setLevel(logging.WARNING)
-  sys.exit(run())
+  code = run()
+  # The job is finished and every file closed. Beam's in-process runners leave daemon
+  # threads behind (gRPC, SDK workers that ran TF ops); tearing them down at interpreter
+  # exit can abort the process after a successful run ("terminate called after throwing
+  # an instance of ''", seen once in CI with the PortableRunner), so leave without it.
+  logging.shutdown()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
 
 
 if __name__ == "__main__":
