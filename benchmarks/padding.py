@@ -8,9 +8,9 @@ pipeline makes a deterministic hash order, i.e. effectively shuffled). Strategie
   16 quantile buckets     boundaries at the 1/16 quantiles; padded to the boundary, or per batch of 64
   16 DP-optimal buckets   the pipeline's boundaries (metadata.json), padded to the boundary
   trainer's real batches  `trainer.batches.measure` (16 buckets, token budget, filler rows included),
-                          padded to the bucket boundary (the default) or, with --pad_multiple N, to
-                          the batch's longest sequence rounded up to N (the trainer sorts a pool's
-                          rows by length within a bucket, so a batch is of like lengths)
+                          padded to the bucket boundary (--pad_multiple 0) or, with --pad_multiple N
+                          (default 2), to the batch's longest sequence rounded up to N (the trainer
+                          sorts a pool's rows by length within a bucket: a batch is of like lengths)
 
 Example:
   python -m benchmarks.padding --data_dir /tmp/rnn_bench/out/ours_100mb --data_dir /tmp/rnn_bench/out/demo_tag
@@ -92,9 +92,11 @@ def measure(data_dir: str, name: str) -> dict:
       f"{NUM_BUCKETS} DP-optimal buckets (pipeline), pad to boundary": waste(real, pad_to_boundaries(lengths, optimal)),
   }
   trainer_runs = {}
-  for replicas, pad_multiple in ((1, 0), (2, 0), (2, 8), (2, 1)):
+  for replicas, pad_multiple in ((1, 0), (2, 0), (2, 8), (2, 2), (2, 1)):
     result = batches.measure(data_dir, NUM_BUCKETS, TOKENS_PER_BATCH, replicas, pad_multiple=pad_multiple)
-    padding = f"--pad_multiple {pad_multiple}" if pad_multiple else "pad to boundary"
+    padding = f"--pad_multiple {pad_multiple}" if pad_multiple else "--pad_multiple 0, pad to boundary"
+    if pad_multiple == batches.DEFAULT_PAD_MULTIPLE:
+      padding += " (the default)"
     rows[f"trainer's real batches ({NUM_BUCKETS} buckets, {TOKENS_PER_BATCH} tokens, {replicas} replica"
          f"{'s' if replicas > 1 else ''}, {padding}: {result['shapes']} shapes)"] = result["padding_waste"]
     trainer_runs[f"{replicas}_{pad_multiple}"] = result
