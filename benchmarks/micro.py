@@ -14,10 +14,11 @@ They isolate what the profile points at, on real batches of the prose corpus:
                     and byte assembly from the same per-id table in Python, per record,
                     with and without numpy gathers. All are checked byte-identical to the
                     shards.
-  hashing           the stable per-item hashes the pipeline computes in Python (blake2b of
-                    each record for the split and the shard order; of each distinct token per
-                    batch for the vocabulary partitions) against zlib.crc32 (stable, C) and
-                    tf.fingerprint on a whole batch (FarmHash, documented stable).
+  hashing           the stable per-item hashes: blake2b in Python (the split key, kept so
+                    splits do not change; it was also the shard order and the vocabulary
+                    partition) against zlib.crc32 (stable, C) and tf.fingerprint on a whole
+                    batch (FarmHash, documented stable: now the shard order; the partition
+                    is tf.strings.to_hash_bucket_fast, the same hash).
 
 Example:
   python -m benchmarks.micro --corpus_mb 10
@@ -312,7 +313,7 @@ def measure_hashing(corpus_path: str, num_items: int = 200_000) -> dict:
     return [zlib.crc32(x) for x in batch]
 
   results = {}
-  for name, fn, data in (("hashlib.blake2b per item (pipeline today)", blake2b, batches),
+  for name, fn, data in (("hashlib.blake2b per item (the split key)", blake2b, batches),
                          ("zlib.crc32 per item", crc32, batches),
                          ("tf.fingerprint per batch of 4096", lambda t: tf.fingerprint(t).numpy(), tensors)):
     results[name] = round(len(items) / _timed(fn, data))

@@ -35,8 +35,10 @@ STAGES = {
     "pipeline construction, incl. TFT tracing the preprocessing_fn (build_pipeline)": [
         ("pipeline/preprocess.py", "build_pipeline")],
     "read: lines → records → pyarrow (ReadLinesDoFn.process)": [("pipeline/read.py", "process")],
-    "  of which to_record_batch (records → pyarrow columns)": [("pipeline/read.py", "to_record_batch")],
-    "  of which content_key (blake2b per record)": [("pipeline/read.py", "content_key")],
+    "  of which to_record_batch, text_record_batch (→ pyarrow columns)": [
+        ("pipeline/read.py", "to_record_batch"), ("pipeline/read.py", "text_record_batch")],
+    "  of which the split key (blake2b per record)": [("pipeline/read.py", "content_key"),
+                                                     ("pipeline/read.py", "text_content_keys")],
     "split (_split_batch)": [("pipeline/read.py", "_split_batch")],
     "TFT graph runs: tokenize, vocabulary lookup, analyzers' batch ops (_RunMetaGraphDoFn)": [
         ("tensorflow_transform/beam/impl.py", "process")],
@@ -44,10 +46,10 @@ STAGES = {
         ("pipeline/vocabulary.py", "count_batch")],
     "vocabulary: merge partitions, order, write": [("pipeline/vocabulary.py", "merge_counters"),
                                                    ("pipeline/vocabulary.py", "write")],
-    "encode: EncodeDoFn.process (incl. tracing encode_sequence_examples)": [("pipeline/encode.py", "process")],
+    "encode: EncodeDoFn.process (incl. building tables and tracing)": [("pipeline/encode.py", "process")],
     "  of which tf.function tracing (all tracing in the run, TFT's included)": [
         ("tensorflow/python/eager/polymorphic_function/tracing_compilation.py", "_create_concrete_function")],
-    "write: assign_to_shards (blake2b per record)": [("pipeline/write.py", "assign_to_shards")],
+    "write: assign_to_shards (tf.fingerprint per batch)": [("pipeline/write.py", "assign_to_shards")],
     "write: _WriteShardDoFn.process (sort, TFRecordWriter)": [("pipeline/write.py", "process")],
     "pickle.dumps/loads (elements between fused stages)": [("~", "<built-in method _pickle.dumps>"),
                                                            ("~", "<built-in method _pickle.loads>")],
@@ -139,7 +141,7 @@ def profile(corpus_path: str, output_dir: str, top: int = 30) -> dict:
   tokens = sum(metadata["splits"][s]["tokens"] for s in ("train", "eval"))
   return {"seconds_profiled": round(seconds, 2), "tokens": tokens, "threads_profiled": len(thread_profilers),
           # The autograph-converted body runs once per trace.
-          "encode_traces": _calls(stats, "tf__encode_sequence_examples"),
+          "encode_traces": _calls(stats, "_assemble_parts", "pipeline/encode.py"),  # runs once per trace
           "encode_batches": _calls(stats, "to_record_batch", "pipeline/read.py"),
           # CountCombineFn.add_input: TFT's unweighted vocabulary counts one element per token.
           "per_token_combine_calls": _calls(stats, "add_input", "apache_beam/transforms/combiners.py"),
@@ -150,7 +152,7 @@ def profile(corpus_path: str, output_dir: str, top: int = 30) -> dict:
 def print_result(result: dict) -> str:
   text = common.report(
       f"Pipeline stages under cProfile ({result['seconds_profiled']} s profiled, {result['tokens']:,} tokens; "
-      f"encode_sequence_examples traced {result['encode_traces']} times; "
+      f"the encoder traced {result['encode_traces']} times; "
       f"{result['per_token_combine_calls']:,} CountCombineFn.add_input calls)",
       [(r["stage"], r["seconds"], f"{100 * r['share']:.0f}%") for r in result["stages"]],
       ["stage (entry points, cumulative; rows overlap where nested)", "seconds", "share of run"])
