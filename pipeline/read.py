@@ -331,8 +331,8 @@ def _is_blank(line: bytes) -> bool:
   stripped = line.strip()
   if not stripped:
     return True
-  if stripped[0] < 0x80:  # starts with a visible ASCII character
-    return False
+  if 0x20 < stripped[0] < 0x80:  # starts with a visible ASCII character (str.strip() also
+    return False                  # strips the separators U+001C-U+001F, so those are decoded)
   try:
     return stripped.decode("utf-8").isspace()
   except UnicodeDecodeError:

@@ -263,3 +263,10 @@ def test_is_utf8_agrees_with_python():
     return True
 
   assert [read._is_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
+
+
+def test_conll_blank_lines_are_what_str_strip_finds_blank():
+  for char in map(chr, range(0x110000)):
+    if char.isspace():
+      assert read._is_blank(f" {char}\t".encode("utf-8")), hex(ord(char))
+  assert not read._is_blank(b"token\tLABEL") and not read._is_blank(b"\x1bx")
