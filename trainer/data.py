@@ -13,8 +13,8 @@ dropped. Buckets use the boundaries the pipeline computed (exact DP over the tra
 histogram) and a token budget: a bucket of sequences padded to length b gets
 `tokens_per_batch // b` sequences per global batch, a multiple of the replica count. A
 batch is padded to its bucket's boundary, so the number of distinct shapes is bounded by
-the number of buckets (no retracing), or with `pad_multiple` to its longest row rounded
-up (see BucketSpec). Each global batch is split into one equal slice per replica, so every
+the number of buckets, or with `pad_multiple` to its longest row rounded up (see
+BucketSpec; the trainer's default is 2, trainer/config.py). Each global batch is split into one equal slice per replica, so every
 replica in a step sees the same padded shape. A slice is padded up with copies of a real
 row that carry weight 0, so no example is dropped and no replica gets an empty batch.
 """
