@@ -33,7 +33,9 @@ from apache_beam.io.filesystems import FileSystems
 import contract
 from pipeline import counts
 
-RANGE_BYTES = 64 << 20  # split uncompressed inputs into ranges of this many bytes
+# Uncompressed inputs are split into ranges of this many bytes, so that workers share even
+# one file evenly (a local runner hands a stage's elements out round-robin).
+RANGE_BYTES = 4 << 20
 BATCH_SIZE = 4096  # records per RecordBatch
 TEXT_BLOCK_BYTES = 8 << 20  # plain text is read in blocks of about this many bytes
 TEXT_BLOCK_MIN_BYTES = 64 << 10  # a block with odd lines is halved down to this, then read line by line
@@ -382,12 +384,14 @@ class _Batcher:
   """Collects good records of one file into RecordBatches; counts everything else.
 
   Records are `Record`s for `to_record_batch`, or for text the lines' bytes for
-  `text_record_batch`. Batches hold BATCH_SIZE records, the last one of a file fewer.
+  `text_record_batch`. Batches hold BATCH_SIZE records, the last one of a range fewer.
+  With `report` False (a second read of the same files), nothing is counted.
   """
 
-  def __init__(self, task: str, path: str, text_lines: bool = False):
+  def __init__(self, task: str, path: str, text_lines: bool = False, report: bool = True):
     self.task, self.path = task, path
     self.text_lines = text_lines
+    self.report = report
     self.records: List = []
     self.read = 0
     self.filtered = {}
@@ -425,6 +429,8 @@ class _Batcher:
 
   def finish(self):
     yield from self.flush()
+    if not self.report:
+      return
     counters = [(counts.READ, self.read)] + [
         (counts.key(counts.FILTERED, reason), n) for reason, n in self.filtered.items()]
     for name, n in counters:
@@ -567,18 +573,19 @@ class _Rest:
 class ReadLinesDoFn(beam.DoFn):
   """Reads one byte range of a text or JSON-lines file."""
 
-  def __init__(self, file_format: str, task: str, max_record_bytes: int):
+  def __init__(self, file_format: str, task: str, max_record_bytes: int, report: bool = True):
     self.file_format = file_format
     self.task = task
     self.max_record_bytes = max_record_bytes
+    self.report = report
 
   def process(self, file_range: FileRange):
     with open_for_lines(file_range.path) as f:
       if self.file_format == "text":
-        batcher = _Batcher(self.task, file_range.path, text_lines=True)
+        batcher = _Batcher(self.task, file_range.path, text_lines=True, report=self.report)
         yield from self._read_text(f, file_range, batcher)
       else:
-        batcher = _Batcher(self.task, file_range.path)
+        batcher = _Batcher(self.task, file_range.path, report=self.report)
         lines = _lines(f, file_range.start, file_range.end, self.max_record_bytes)
         yield from self._add_lines(batcher, parse_json_line, lines, 0)
     yield from batcher.finish()
@@ -655,16 +662,17 @@ def _middle_line_start(block: bytes) -> int:
 class ReadConllDoFn(beam.DoFn):
   """Reads one CoNLL file: blocks of rows separated by blank lines, one record each."""
 
-  def __init__(self, task: str, max_record_bytes: int):
+  def __init__(self, task: str, max_record_bytes: int, report: bool = True):
     self.task = task
     self.max_record_bytes = max_record_bytes
+    self.report = report
 
   def process(self, file_range: FileRange):
     path = file_range.path
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
       data = f.read()
     use_tabs = b"\t" in data  # columns split on tabs, or on runs of spaces if a file has none
-    batcher = _Batcher(self.task, path)
+    batcher = _Batcher(self.task, path, report=self.report)
     block: List[bytes] = []
     block_offset = 0
     offset = 0
@@ -704,15 +712,20 @@ class ReadCorpus(beam.PTransform):
   Returns a DoOutputsTuple: the main output holds RecordBatches (schema `arrow_schema`),
   `counts.DEAD_LETTER` holds dicts {reason, file, offset, record} and `counts.COUNTS`
   holds (name, n) pairs.
+
+  With `report=False` the same records come out but nothing is counted (no counts, no
+  Beam counters): for a second read of the same files, so that every record is counted
+  once.
   """
 
   def __init__(self, input_files: Sequence[InputFile], file_format: str, task: str,
-               max_record_bytes: int):
+               max_record_bytes: int, report: bool = True):
     super().__init__()
     self.input_files = list(input_files)
     self.file_format = file_format
     self.task = task
     self.max_record_bytes = max_record_bytes
+    self.report = report
 
   def expand(self, pbegin):
     ranges = (
@@ -721,9 +734,9 @@ class ReadCorpus(beam.PTransform):
         | "SplitIntoRanges" >> beam.FlatMap(split_into_ranges)
         | "Distribute" >> beam.Reshuffle())
     if self.file_format == "conll":
-      read = ReadConllDoFn(self.task, self.max_record_bytes)
+      read = ReadConllDoFn(self.task, self.max_record_bytes, self.report)
     else:
-      read = ReadLinesDoFn(self.file_format, self.task, self.max_record_bytes)
+      read = ReadLinesDoFn(self.file_format, self.task, self.max_record_bytes, self.report)
     return ranges | "Parse" >> beam.ParDo(read).with_outputs(
         counts.DEAD_LETTER, counts.COUNTS, main="records")
 
