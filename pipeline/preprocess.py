@@ -156,20 +156,34 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
 
 def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
                    input_files: Sequence[read.InputFile]) -> None:
-  """ReadCorpus | Split | AnalyzeAndTransform | EncodeSequenceExamples | WriteShards."""
+  """ReadCorpus | Split | AnalyzeAndTransform | EncodeSequenceExamples | WriteShards.
+
+  The files are read twice, which costs far less than keeping what was read: once to learn
+  the vocabularies (the train split) and size the shards, then again to transform,
+  encode and write both splits, counting every record this time. So no stage waits
+  for the whole corpus to be held, on any runner, and local worker processes send paths,
+  not records, back to the runner (see pipeline/write.py).
+  """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=read.BATCH_SIZE):
+    first_read = (
+        pipeline
+        | "ReadCorpusToAnalyze" >> read.ReadCorpus(
+            input_files, config.file_format, config.task, config.max_record_bytes, report=False)).records
+    analyzed = first_read | "SplitToAnalyze" >> read.Split(config.eval_fraction)
+    transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
     corpus = pipeline | "ReadCorpus" >> read.ReadCorpus(
         input_files, config.file_format, config.task, config.max_record_bytes)
     splits = corpus.records | "Split" >> read.Split(config.eval_fraction)
-    transformed = splits | "AnalyzeAndTransform" >> transform.AnalyzeAndTransform(config)
     all_counts = [corpus[counts.COUNTS],
                   corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
     for split in contract.SPLITS:
-      encoded = transformed[split] | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
-      num_shards = config.num_shards if split == "train" else 0  # eval: sized automatically
+      transformed = splits[split] | f"Transform[{split}]" >> transform.Transform(config, transform_fn)
+      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
+      num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
+          config.num_shards if split == "train" else 0)  # eval: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(
           config.output_dir, split, num_shards, config.compression)
       all_counts += [encoded[counts.COUNTS], written]

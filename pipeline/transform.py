@@ -1,4 +1,4 @@
-"""AnalyzeAndTransform: TFT learns the vocabularies on train and maps both splits to ids.
+"""Analyze and Transform: TFT learns the vocabularies on train and maps both splits to ids.
 
 The `preprocessing_fn` is the serving contract: the saved `transform_fn/` turns raw text
 (or given tokens) into the same ids the shards hold. Vocabulary files hold real entries
@@ -84,27 +84,37 @@ def make_preprocessing_fn(config: PipelineConfig):
   return preprocessing_fn
 
 
-class AnalyzeAndTransform(beam.PTransform):
-  """{'train', 'eval'} RecordBatches → the same, transformed to ids; writes transform_fn/.
+class Analyze(beam.PTransform):
+  """Train RecordBatches → TFT's transform_fn (the vocabularies), also written to transform_fn/.
 
-  Vocabularies are learned on train only (eval maps unseen entries to UNK_ID). Must be
-  applied inside a `tft_beam.Context`.
+  Must be applied inside a `tft_beam.Context`.
   """
 
   def __init__(self, config: PipelineConfig):
     super().__init__()
     self.config = config
 
-  def expand(self, splits):
-    adapter_config = tensor_adapter_config(self.config.task)
+  def expand(self, train_batches):
     transform_fn = (
-        (splits["train"], adapter_config)
-        | "Analyze" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(self.config)))
+        (train_batches, tensor_adapter_config(self.config.task))
+        | "AnalyzeDataset" >> tft_beam.AnalyzeDataset(make_preprocessing_fn(self.config)))
     _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(self.config.output_dir)
-    transformed = {}
-    for split, record_batches in splits.items():
-      (batches, _) = (
-          ((record_batches, adapter_config), transform_fn)
-          | f"Transform[{split}]" >> tft_beam.TransformDataset(output_record_batches=True))
-      transformed[split] = batches | f"DropPassthrough[{split}]" >> beam.Map(lambda pair: pair[0])
-    return transformed
+    return transform_fn
+
+
+class Transform(beam.PTransform):
+  """RecordBatches of one split → RecordBatches of ids, with the transform_fn of `Analyze`.
+
+  Vocabularies are learned on train only, so eval maps unseen entries to UNK_ID.
+  """
+
+  def __init__(self, config: PipelineConfig, transform_fn):
+    super().__init__()
+    self.config = config
+    self.transform_fn = transform_fn
+
+  def expand(self, record_batches):
+    (batches, _) = (
+        ((record_batches, tensor_adapter_config(self.config.task)), self.transform_fn)
+        | "TransformDataset" >> tft_beam.TransformDataset(output_record_batches=True))
+    return batches | "DropPassthrough" >> beam.Map(lambda pair: pair[0])

@@ -5,6 +5,8 @@ import os
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
+import pytest
 import tensorflow as tf
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -27,7 +29,41 @@ def test_shards_do_not_depend_on_batching_or_input_order(tmp_path):
   second = write_records(tmp_path / "b", [records[::-1][:7], records[::-1][7:]], 4)
   assert first == second
   assert sorted(r for shard in first.values() for r in shard) == sorted(records)
-  assert not os.listdir(tmp_path / "a" / write.TEMP_DIR)
+  # Only the runs are left, for the driver to remove with .tmp; no half-written shard.
+  assert os.listdir(tmp_path / "a" / write.TEMP_DIR) == [write.RUNS_DIR]
+
+
+def test_runs_round_trip_and_damage_is_an_error(tmp_path):
+  parts = [np.array([b"", b"one", b"\x00two"], dtype=object), np.array([b"three" * 1000], dtype=object)]
+  path = str(tmp_path / "a.run")
+  write.write_run(path, parts)
+  assert write.read_runs([path, path]).tolist() == [b"", b"one", b"\x00two", b"three" * 1000] * 2
+  write.write_run(str(tmp_path / "empty.run"), [])
+  assert write.read_runs([str(tmp_path / "empty.run")]).tolist() == []
+  data = (tmp_path / "a.run").read_bytes()
+  for damaged in (data[:-1], data[:5], data[:30] + bytes([data[30] ^ 1]) + data[31:], data + b"x"):
+    (tmp_path / "bad.run").write_bytes(damaged)
+    with pytest.raises(IOError, match="not a complete run"):
+      write.read_run(str(tmp_path / "bad.run"))
+
+
+def test_records_are_written_in_runs_of_bounded_size(tmp_path, monkeypatch):
+  monkeypatch.setattr(write, "RUN_BYTES", 100)  # DoFns are pickled by value: set before the pipeline
+  records = [f"record {i:03d}".encode() for i in range(60)]  # 10 bytes each: a run per 10 records
+  shards = write_records(tmp_path, [records[i:i + 5] for i in range(0, 60, 5)], 2)
+  assert sorted(r for shard in shards.values() for r in shard) == records
+  assert len(os.listdir(tmp_path / write.TEMP_DIR / write.RUNS_DIR)) >= 6
+
+
+def test_shard_count_from_the_records_read():
+  batch = pa.record_batch([pa.array([b"x" * 1000] * 100, pa.large_binary())], names=["text"])
+  with test_pipeline() as p:
+    batches = p | beam.Create([batch] * 3)
+    assert_that(batches | "Auto" >> write.ShardCount(0),
+                equal_to([write.shard_count(0, write.SHARD_BYTES_PER_INPUT_BYTE * 3 * batch.nbytes)]),
+                label="auto")
+    assert_that(batches | "Given" >> write.ShardCount(7), equal_to([7]), label="given")
+  assert write.shard_count(0, 3 * write.TARGET_SHARD_BYTES + 1) == 4
 
 
 def test_records_sort_by_key_then_bytes():
