@@ -370,10 +370,11 @@ def _is_conll_skip_line(line: bytes) -> bool:
 # --- the DoFns -----------------------------------------------------------------------
 
 
-def split_into_ranges(input_file: InputFile) -> Iterator[FileRange]:
-  """Byte ranges of a file; compressed files are not splittable and stay whole."""
+def split_into_ranges(input_file: InputFile, splittable: bool = True) -> Iterator[FileRange]:
+  """Byte ranges of a file; compressed files, and any file of a format that is not
+  `splittable` (CoNLL: a record spans lines), stay whole."""
   compressed = CompressionTypes.detect_compression_type(input_file.path) != CompressionTypes.UNCOMPRESSED
-  if compressed or input_file.size <= RANGE_BYTES:
+  if compressed or not splittable or input_file.size <= RANGE_BYTES:
     yield FileRange(input_file.path, 0, -1)
     return
   for start in range(0, input_file.size, RANGE_BYTES):
@@ -731,7 +732,7 @@ class ReadCorpus(beam.PTransform):
     ranges = (
         pbegin
         | "ListFiles" >> beam.Create(self.input_files)
-        | "SplitIntoRanges" >> beam.FlatMap(split_into_ranges)
+        | "SplitIntoRanges" >> beam.FlatMap(split_into_ranges, self.file_format != "conll")
         | "Distribute" >> beam.Reshuffle())
     if self.file_format == "conll":
       read = ReadConllDoFn(self.task, self.max_record_bytes, self.report)

@@ -265,6 +265,18 @@ def test_is_utf8_agrees_with_python():
   assert [read._is_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
 
 
+def test_a_conll_file_larger_than_a_range_is_read_once(tmp_path, monkeypatch):
+  monkeypatch.setattr(read, "RANGE_BYTES", 64)  # a CoNLL file is read whole, never in ranges
+  path = tmp_path / "big.conll"
+  path.write_text("".join(f"w{i}\tA\nx\tB\n\n" for i in range(100)))
+  assert path.stat().st_size > 10 * read.RANGE_BYTES
+  with test_pipeline() as p:
+    out = p | read_corpus([path], "conll", "tag")
+    assert_that(out.records | beam.FlatMap(rows) | beam.Map(lambda r: r[1][0]),
+                equal_to([f"w{i}" for i in range(100)]), label="records")
+    assert_that(out[counts.COUNTS] | beam.CombinePerKey(sum), equal_to([("read", 100)]), label="counts")
+
+
 def test_conll_blank_lines_are_what_str_strip_finds_blank():
   for char in map(chr, range(0x110000)):
     if char.isspace():
