@@ -50,7 +50,8 @@ STAGES = {
     "  of which tf.function tracing (all tracing in the run, TFT's included)": [
         ("tensorflow/python/eager/polymorphic_function/tracing_compilation.py", "_create_concrete_function")],
     "write: assign_to_shards (tf.fingerprint per batch)": [("pipeline/write.py", "assign_to_shards")],
-    "write: _WriteShardDoFn.process (sort, TFRecordWriter)": [("pipeline/write.py", "process")],
+    "write: runs (temporary files per shard)": [("pipeline/write.py", "write_run")],
+    "write: shards from runs (read runs, sort, TFRecordWriter)": [("pipeline/write.py", "write_shard")],
     "pickle.dumps/loads (elements between fused stages)": [("~", "<built-in method _pickle.dumps>"),
                                                            ("~", "<built-in method _pickle.loads>")],
     "finalize: metadata.json, vocab files, bucket DP": [("pipeline/preprocess.py", "finalize")],

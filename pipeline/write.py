@@ -201,24 +201,29 @@ class _WriteRunsDoFn(beam.DoFn):
     self._parts, self._bytes = {}, 0
 
 
+def write_shard(output_dir: str, name: str, runs: Sequence[str], compression: str) -> int:
+  """Writes the shard `name` from its runs, its records in `record_order`; returns their number."""
+  records = read_runs(runs)
+  records = records[record_order(sort_keys(records), records)]
+  options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
+  write_atomically(output_dir, os.path.join(output_dir, name), lambda path: _write_records(path, [records], options))
+  return len(records)
+
+
 class _WriteShardDoFn(beam.DoFn):
-  """(shard, its run paths) → the shard file, its records in `record_order`."""
+  """(shard, its run paths) → the shard file; emits its counts."""
 
   def __init__(self, output_dir: str, split: str, compression: str):
     self.output_dir, self.split, self.compression = output_dir, split, compression
 
   def process(self, shard_and_runs, num_shards: int):
     shard, runs = shard_and_runs
-    records = read_runs(sorted(run for run in runs if run is not None))  # None: every shard's marker
-    records = records[record_order(sort_keys(records), records)]
     name = contract.shard_name(self.split, shard, num_shards, self.compression)
-    options = tf.io.TFRecordOptions(compression_type="GZIP" if self.compression == "gzip" else "")
-
-    write_atomically(self.output_dir, os.path.join(self.output_dir, name),
-                     lambda path: _write_records(path, [records], options))
+    runs = sorted(run for run in runs if run is not None)  # None: every shard's marker
+    written = write_shard(self.output_dir, name, runs, self.compression)
     for count_name in (counts.key(counts.SHARD, name), counts.key(counts.WRITTEN, self.split)):
-      counts.inc(count_name, len(records))
-      yield (count_name, len(records))
+      counts.inc(count_name, written)
+      yield (count_name, written)
 
 
 class WriteShards(beam.PTransform):
