@@ -660,8 +660,25 @@ def _middle_line_start(block: bytes) -> int:
   return middle
 
 
+def _physical_lines(f) -> Iterator[bytes]:
+  """The lines of a binary file with their ends, as `bytes.splitlines(keepends=True)` of
+  all of it gives them ('\n', '\r\n' or a lone '\r'), reading TEXT_BLOCK_BYTES at a time."""
+  carry = b""
+  for block in iter(lambda: f.read(TEXT_BLOCK_BYTES), b""):
+    lines = (carry + block).splitlines(keepends=True)
+    # A last line without '\n' may go on in the next block (a '\r' may be half of '\r\n').
+    carry = lines.pop() if not lines[-1].endswith(b"\n") else b""
+    yield from lines
+  if carry:
+    yield carry
+
+
 class ReadConllDoFn(beam.DoFn):
-  """Reads one CoNLL file: blocks of rows separated by blank lines, one record each."""
+  """Reads one CoNLL file: blocks of rows separated by blank lines, one record each.
+
+  The file is read twice, a block at a time: once to see whether it has a tab, then for
+  its records; memory holds one block and one record, not the file.
+  """
 
   def __init__(self, task: str, max_record_bytes: int, report: bool = True):
     self.task = task
@@ -670,23 +687,27 @@ class ReadConllDoFn(beam.DoFn):
 
   def process(self, file_range: FileRange):
     path = file_range.path
-    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
-      data = f.read()
-    use_tabs = b"\t" in data  # columns split on tabs, or on runs of spaces if a file has none
+    with open_for_lines(path) as f:  # columns split on tabs, or on runs of spaces if a file has none
+      use_tabs = any(b"\t" in block for block in iter(lambda: f.read(TEXT_BLOCK_BYTES), b""))
+    with open_for_lines(path) as f:
+      yield from self._read(path, _physical_lines(f), use_tabs)
+
+  def _read(self, path: str, lines: Iterator[bytes], use_tabs: bool):
     batcher = _Batcher(self.task, path, report=self.report)
     block: List[bytes] = []
     block_offset = 0
+    block_bytes = 0  # of the record so far; past the limit, lines are counted, not kept
     offset = 0
 
     def end_block():
       raw = b"\n".join(block)
-      if len(raw) > self.max_record_bytes:
+      if block_bytes > self.max_record_bytes:
         batcher.read += 1
         return [beam.pvalue.TaggedOutput(
             counts.DEAD_LETTER, dead_letter("record_too_long", path, block_offset, raw))]
       return list(batcher.add(self._parse_block, raw, block_offset, use_tabs))
 
-    for line in data.splitlines(keepends=True):
+    for line in lines:
       line_offset, offset = offset, offset + len(line)
       line = line.rstrip(b"\r\n")
       if _is_conll_skip_line(line):
@@ -694,11 +715,13 @@ class ReadConllDoFn(beam.DoFn):
       if _is_blank(line):
         if block:
           yield from end_block()
-          block = []
+          block, block_bytes = [], 0
         continue
       if not block:
         block_offset = line_offset
-      block.append(line)
+      block_bytes += len(line) + bool(block)  # joined by '\n'
+      if block_bytes <= self.max_record_bytes or not block:
+        block.append(line)
     if block:
       yield from end_block()
     yield from batcher.finish()

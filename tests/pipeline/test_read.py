@@ -2,6 +2,7 @@
 
 import collections
 import gzip
+import io
 import itertools
 import random
 
@@ -275,6 +276,27 @@ def test_a_conll_file_larger_than_a_range_is_read_once(tmp_path, monkeypatch):
     assert_that(out.records | beam.FlatMap(rows) | beam.Map(lambda r: r[1][0]),
                 equal_to([f"w{i}" for i in range(100)]), label="records")
     assert_that(out[counts.COUNTS] | beam.CombinePerKey(sum), equal_to([("read", 100)]), label="counts")
+
+
+@pytest.mark.parametrize("block_bytes", [1, 2, 3, 7, 1 << 20])
+def test_physical_lines_of_a_file_read_in_blocks(monkeypatch, block_bytes):
+  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", block_bytes)
+  rng = random.Random(block_bytes)
+  data = b"".join(rng.choice([b"a", b"bc", b"\t", b"\n", b"\r", b"\r\n", b"\n\n", b"\x1c"]) for _ in range(3000))
+  for text in (data, data + b"\r", data + b"tail", b"", b"\r", b"\r\n"):
+    assert list(read._physical_lines(io.BytesIO(text))) == text.splitlines(keepends=True)
+
+
+def test_a_conll_record_past_the_limit_is_one_dead_letter(tmp_path):
+  path = tmp_path / "long.conll"
+  path.write_text("a\tA\n\n" + "".join(f"w{i}\tB\n" for i in range(1000)) + "\nz\tC\n")
+  with test_pipeline() as p:
+    out = p | read_corpus([path], "conll", "tag", max_record_bytes=100)
+    assert_that(out.records | beam.FlatMap(rows) | beam.Map(lambda r: r[1]), equal_to([("a",), ("z",)]),
+                label="records")
+    assert_that(out[counts.DEAD_LETTER] | beam.Map(lambda d: (d["reason"], d["offset"], d["record"][:6])),
+                equal_to([("record_too_long", 5, "w0\tB\nw")]), label="dead")
+    assert_that(out[counts.COUNTS] | beam.CombinePerKey(sum), equal_to([("read", 3)]), label="counts")
 
 
 def test_conll_blank_lines_are_what_str_strip_finds_blank():
