@@ -1,6 +1,7 @@
 r"""Raw corpora → sharded tf.train.SequenceExample TFRecords, with TensorFlow Transform.
 
-    ReadCorpus | Split | AnalyzeAndTransform | EncodeSequenceExamples | WriteShards
+    ReadCorpus | Split | Analyze                                  (train: the vocabularies)
+    ReadCorpus | Split | Transform | EncodeSequenceExamples | WriteShards    (both splits)
 
 Examples:
   # Plain text, one sequence per line, for a language model:
@@ -156,7 +157,7 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
 
 def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
                    input_files: Sequence[read.InputFile]) -> None:
-  """ReadCorpus | Split | AnalyzeAndTransform | EncodeSequenceExamples | WriteShards.
+  """ReadCorpus | Split | Analyze, then ReadCorpus | Split | Transform | Encode... | WriteShards.
 
   The files are read twice, which costs far less than keeping what was read: once to learn
   the vocabularies (the train split) and size the shards, then again to transform,
