@@ -175,7 +175,7 @@ def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) ->
       values, row_splits = value
       splits = row_splits[start:start + size + 1]
       rows = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
-      dense, shape = rows.to_tensor(0, shape=tf.stack([size, width])), [replicas, -1, width]
+      dense, shape = rows.to_tensor(contract.PAD_ID, shape=tf.stack([size, width])), [replicas, -1, width]
     else:
       dense, shape = value[start:start + size], [replicas, -1]
     out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), shape)
