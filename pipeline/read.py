@@ -4,7 +4,7 @@ Records leave this stage in batches, never one Beam element per line: per-elemen
 overhead, not parsing, is what makes a naive Beam pipeline slow. Uncompressed text and
 JSON-lines files are read in byte ranges, so one large file is read by many workers
 (a line belongs to the range its first byte falls in, as in Beam's textio). Compressed
-files and CoNLL files are read whole.
+files and CoNLL files are read by one worker each, a block at a time.
 
 Plain text, the common and large case, is read a block of lines at a time: a block in
 which every line is plain (ended by LF or CRLF, no other CR, no NUL, valid UTF-8, within

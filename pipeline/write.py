@@ -113,11 +113,10 @@ def write_atomically(output_dir: str, final_path: str, write_fn) -> None:
   tf.io.gfile.rename(temp_path, final_path, overwrite=True)
 
 
-def _write_records(path: str, parts: Iterable[np.ndarray], options=None) -> None:
+def _write_records(path: str, records: np.ndarray, options) -> None:
   with tf.io.TFRecordWriter(path, options) as writer:
-    for records in parts:
-      for record in records:
-        writer.write(record)
+    for record in records:
+      writer.write(record)
 
 
 # A run is a temporary file of records that only this pipeline reads back, so it is laid
@@ -206,7 +205,7 @@ def write_shard(output_dir: str, name: str, runs: Sequence[str], compression: st
   records = read_runs(runs)
   records = records[record_order(sort_keys(records), records)]
   options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
-  write_atomically(output_dir, os.path.join(output_dir, name), lambda path: _write_records(path, [records], options))
+  write_atomically(output_dir, os.path.join(output_dir, name), lambda path: _write_records(path, records, options))
   return len(records)
 
 
