@@ -3,7 +3,8 @@
     files → interleave(TFRecordDataset, in chunks of CHUNK) → [shuffle chunks]
           → pools of POOL → parse_sequence_example (ragged)
           → scan: cut each pool into bucketed batches (tensor ops, carrying what is left over)
-          → [shuffle the batches of a pool] → pad each batch → split per replica
+          → [shuffle the batches of a pool] → filler rows for the replicas (one gather per pool)
+          → pad each batch → split per replica
 
 Nothing model-specific happens here, and no op runs per example: a pool of records is
 parsed in one call, and its rows are grouped by bucket, cut into batches and gathered with
@@ -14,9 +15,10 @@ histogram) and a token budget: a bucket of sequences padded to length b gets
 `tokens_per_batch // b` sequences per global batch, a multiple of the replica count. A
 batch is padded to its bucket's boundary, so the number of distinct shapes is bounded by
 the number of buckets, or with `pad_multiple` to its longest row rounded up (see
-BucketSpec; the trainer's default is 2, trainer/config.py). Each global batch is split into one equal slice per replica, so every
-replica in a step sees the same padded shape. A slice is padded up with copies of a real
-row that carry weight 0, so no example is dropped and no replica gets an empty batch.
+BucketSpec; the trainer's default is 2, trainer/config.py). Each global batch is split
+into one equal slice per replica, so every replica in a step sees the same padded shape. A
+batch is filled up to a multiple of the replica count with copies of a real row that carry
+weight 0, so no example is dropped and no replica gets an empty batch.
 """
 
 import dataclasses
@@ -160,26 +162,47 @@ def _cut_pool(rows: Dict[str, tf.Tensor], flush: tf.Tensor, spec: BucketSpec,
           {name: value[num_going:] for name, value in rows.items()})
 
 
-def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) -> Dict[str, tf.Tensor]:
-  """Batch (start, size, width) of a pool's rows (as `_to_parts`), padded to `width`.
+def _lay_out(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
+  """Adds the filler rows that make each batch of a pool divide evenly among the replicas.
 
-  Returns [replicas, per_replica, ...] tensors. The batch's rows are contiguous in the pool,
-  so ragged features are sliced, not gathered. Filler rows, which make the batch divide
-  evenly, are copies of the batch's first row with weight 0.
+  `parts` holds the pool's rows (as `_to_parts`), and row i of `table` is (start, size,
+  width) of batch i in them. A batch of `size` rows gets copies of its first row, with
+  weight 0, up to a multiple of `replicas`. One gather for the whole pool (none with one
+  replica), so that what is left per batch (`_batch_from`) is slicing and padding.
+
+  Returns (parts with WEIGHT, one value per row; table of (start, rows, width)).
   """
-  start, size, width = entry[0], entry[1], entry[2]
-  fill = (size + replicas - 1) // replicas * replicas - size
+  start, size, width = table[:, 0], table[:, 1], table[:, 2]
+  if replicas == 1:
+    return {**parts, WEIGHT: tf.ones(tf.shape(parts[contract.LENGTH]), tf.float32)}, table
+  rows = (size + replicas - 1) // replicas * replicas
+  row = tf.range(tf.reduce_sum(rows))
+  batch = tf.searchsorted(tf.cumsum(rows), row, side="right", out_type=tf.int64)  # the batch of each new row
+  first_row = tf.cumsum(rows, exclusive=True)
+  index = row - tf.gather(first_row, batch)  # its place in the batch
+  real = index < tf.gather(size, batch)
+  source = tf.gather(start, batch) + tf.where(real, index, tf.zeros_like(index))  # fillers copy the first row
+  laid = _to_parts(_gather_rows(_from_parts(parts), source))
+  return {**laid, WEIGHT: tf.cast(real, tf.float32)}, tf.stack([first_row, rows, width], axis=1)
+
+
+def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) -> Dict[str, tf.Tensor]:
+  """Batch (start, rows, width) of a pool's rows (as `_lay_out`), padded to `width`, as
+  [replicas, rows / replicas, ...] tensors.
+
+  The batch's rows are contiguous in the pool, so ragged features are sliced, not gathered.
+  """
+  start, rows, width = entry[0], entry[1], entry[2]
   out = {}
   for name, value in parts.items():
     if isinstance(value, tuple):  # ragged (values, row_splits): lengths never exceed `width`
       values, row_splits = value
-      splits = row_splits[start:start + size + 1]
-      rows = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
-      dense, shape = rows.to_tensor(contract.PAD_ID, shape=tf.stack([size, width])), [replicas, -1, width]
+      splits = row_splits[start:start + rows + 1]
+      ragged = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
+      out[name] = tf.reshape(ragged.to_tensor(contract.PAD_ID, shape=tf.stack([rows, width])),
+                             tf.stack([replicas, -1, width]))
     else:
-      dense, shape = value[start:start + size], [replicas, -1]
-    out[name] = tf.reshape(tf.concat([dense, tf.repeat(dense[:1], fill, axis=0)], 0), shape)
-  out[WEIGHT] = tf.reshape(tf.concat([tf.ones([size]), tf.zeros([fill])], axis=0), [replicas, -1])
+      out[name] = tf.reshape(value[start:start + rows], [replicas, -1])
   return out
 
 
@@ -243,13 +266,15 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
       table = tf.random.experimental.stateless_shuffle(table, seed=tf.stack([counter, seed]))
     return (_to_parts(left), counter + 1), (_to_parts(batched), table)
 
-  cut_pools = pools.scan((_to_parts(empty), tf.constant(0, tf.int64)), cut)
-  # One element per batch: (the pool's rows, by reference, and the batch's table entry). The
-  # rows stay plain tensors: a ragged element would be decoded whole for every batch.
-  entries = cut_pools.flat_map(lambda batched, table: tf.data.Dataset.zip(
-      tf.data.Dataset.from_tensors(batched).repeat(), tf.data.Dataset.from_tensor_slices(table)))
+  cut_pools = pools.scan((_to_parts(empty), tf.constant(0, tf.int64)), cut).map(
+      lambda batched, table: _lay_out(batched, table, replicas), num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True)
+  # One element per batch: (the pool's layout, by reference, and the batch's entry). The
+  # layout is plain tensors: a ragged element would be decoded whole for every batch.
+  entries = cut_pools.flat_map(lambda layout, table: tf.data.Dataset.zip(
+      tf.data.Dataset.from_tensors(layout).repeat(), tf.data.Dataset.from_tensor_slices(table)))
   if skip_batches:
     entries = entries.skip(skip_batches)
-  batches = entries.map(lambda batched, entry: _batch_from(batched, entry, replicas),
+  batches = entries.map(lambda layout, entry: _batch_from(layout, entry, replicas),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return batches.unbatch().prefetch(tf.data.AUTOTUNE)
