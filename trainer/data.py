@@ -162,7 +162,7 @@ def _cut_pool(rows: Dict[str, tf.Tensor], flush: tf.Tensor, spec: BucketSpec,
           {name: value[num_going:] for name, value in rows.items()})
 
 
-def _lay_out(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
+def _with_fillers(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
   """Adds the filler rows that make each batch of a pool divide evenly among the replicas.
 
   `parts` holds the pool's rows (as `_to_parts`), and row i of `table` is (start, size,
@@ -187,7 +187,7 @@ def _lay_out(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
 
 
 def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) -> Dict[str, tf.Tensor]:
-  """Batch (start, rows, width) of a pool's rows (as `_lay_out`), padded to `width`, as
+  """Batch (start, rows, width) of a pool's rows (as `_with_fillers`), padded to `width`, as
   [replicas, rows / replicas, ...] tensors.
 
   The batch's rows are contiguous in the pool, so ragged features are sliced, not gathered.
@@ -267,14 +267,14 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
     return (_to_parts(left), counter + 1), (_to_parts(batched), table)
 
   cut_pools = pools.scan((_to_parts(empty), tf.constant(0, tf.int64)), cut).map(
-      lambda batched, table: _lay_out(batched, table, replicas), num_parallel_calls=tf.data.AUTOTUNE,
+      lambda batched, table: _with_fillers(batched, table, replicas), num_parallel_calls=tf.data.AUTOTUNE,
       deterministic=True)
-  # One element per batch: (the pool's layout, by reference, and the batch's entry). The
-  # layout is plain tensors: a ragged element would be decoded whole for every batch.
-  entries = cut_pools.flat_map(lambda layout, table: tf.data.Dataset.zip(
-      tf.data.Dataset.from_tensors(layout).repeat(), tf.data.Dataset.from_tensor_slices(table)))
+  # One element per batch: (the pool's rows, by reference, and the batch's table entry). The
+  # rows stay plain tensors: a ragged element would be decoded whole for every batch.
+  entries = cut_pools.flat_map(lambda batched, table: tf.data.Dataset.zip(
+      tf.data.Dataset.from_tensors(batched).repeat(), tf.data.Dataset.from_tensor_slices(table)))
   if skip_batches:
     entries = entries.skip(skip_batches)
-  batches = entries.map(lambda layout, entry: _batch_from(layout, entry, replicas),
+  batches = entries.map(lambda batched, entry: _batch_from(batched, entry, replicas),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return batches.unbatch().prefetch(tf.data.AUTOTUNE)

@@ -61,7 +61,7 @@ def test_a_batch_is_split_into_equal_replica_slices_filled_with_zero_weight_rows
   rows = {contract.TOKENS: tf.ragged.constant([[9], [1, 2], [3], [4]], tf.int64),
           contract.LENGTH: tf.constant([1, 2, 1, 1], tf.int64)}
   table = tf.constant([[1, 3, 2], [0, 1, 1]], tf.int64)  # batches: rows 1..3 at width 2, row 0 at width 1
-  parts, entries = data._lay_out(data._to_parts(rows), table, replicas=2)  # pylint: disable=protected-access
+  parts, entries = data._with_fillers(data._to_parts(rows), table, replicas=2)  # pylint: disable=protected-access
   np.testing.assert_array_equal(entries, [[0, 4, 2], [4, 2, 1]])  # each batch gets one filler row
   batch = data._batch_from(parts, entries[0], replicas=2)  # pylint: disable=protected-access
   assert batch[contract.TOKENS].shape == (2, 2, 2)  # [replicas, per replica, width]
