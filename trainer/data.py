@@ -176,9 +176,10 @@ def _with_fillers(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
   if replicas == 1:
     return {**parts, WEIGHT: tf.ones(tf.shape(parts[contract.LENGTH]), tf.float32)}, table
   rows = (size + replicas - 1) // replicas * replicas
+  end_row = tf.cumsum(rows)
+  first_row = end_row - rows
   row = tf.range(tf.reduce_sum(rows))
-  batch = tf.searchsorted(tf.cumsum(rows), row, side="right", out_type=tf.int64)  # the batch of each new row
-  first_row = tf.cumsum(rows, exclusive=True)
+  batch = tf.searchsorted(end_row, row, side="right", out_type=tf.int64)  # the batch of each new row
   index = row - tf.gather(first_row, batch)  # its place in the batch
   real = index < tf.gather(size, batch)
   source = tf.gather(start, batch) + tf.where(real, index, tf.zeros_like(index))  # fillers copy the first row
