@@ -14,6 +14,8 @@ $(VENV)/.installed: requirements.txt setup.py
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	@# The native record parser (trainer/ops): optional, so a failed build only warns.
+	$(PY) -m trainer.ops || echo "warning: the trainer will parse records with tf.io.parse_sequence_example"
 	touch $@
 
 demo: setup

@@ -6,7 +6,8 @@ Example:
 
 The last line printed is one JSON object: examples, tokens, batches (global batches),
 shapes (distinct padded shapes), padding_waste (padded slots / all slots, filler rows
-included), examples_per_s and dropped (always 0: no example is dropped).
+included), examples_per_s, dropped (always 0: no example is dropped) and parser (the
+native record parser of trainer/ops, or tf.io.parse_sequence_example without it).
 """
 
 import argparse
@@ -25,14 +26,21 @@ from trainer.task import add_data_flags
 
 
 def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: int, split: str = "train",
-            pad_multiple: int = DEFAULT_PAD_MULTIPLE) -> dict:
-  """One pass over a split through exactly the trainer's input pipeline (no shuffle, no repeat)."""
+            pad_multiple: int = DEFAULT_PAD_MULTIPLE, native: Optional[bool] = None) -> dict:
+  """One pass over a split through exactly the trainer's input pipeline (no shuffle, no repeat).
+
+  `native` chooses the record parser as in `trainer.data.parse_ragged` (default: the
+  trainer's choice, the native parser if it is available).
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from trainer import data  # pylint: disable=g-import-not-at-top
+  from trainer import ops  # pylint: disable=g-import-not-at-top
+  if native is None:
+    native = ops.load() is not None
   metadata = contract.read_metadata(data_dir)
   spec = data.bucket_spec(metadata, num_buckets, tokens_per_batch, replicas, pad_multiple)
   dataset = data.make_dataset(contract.shard_paths(data_dir, metadata, split), metadata["task"], spec, replicas,
-                              training=False, compression=contract.compression_type(metadata))
+                              training=False, compression=contract.compression_type(metadata), native=native)
 
   def summary(batch):  # examples, tokens, rows, width
     shape = tf.cast(tf.shape(batch[contract.TOKENS]), tf.float32)
@@ -57,7 +65,8 @@ def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: in
   expected = metadata["splits"][split]["examples"]
   return {"examples": examples, "tokens": tokens, "batches": elements // replicas, "shapes": len(shapes),
           "padding_waste": round(1 - tokens / max(slots, 1), 6), "examples_per_s": round(examples / seconds, 1),
-          "dropped": expected - examples, "boundaries": spec.boundaries, "batch_sizes": spec.batch_sizes}
+          "dropped": expected - examples, "parser": "native" if native else "tf.io.parse_sequence_example",
+          "boundaries": spec.boundaries, "batch_sizes": spec.batch_sizes}
 
 
 def run(argv: Optional[Sequence[str]] = None) -> int:

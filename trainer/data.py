@@ -1,7 +1,7 @@
 """The input pipeline: shards → chunks of records → pools parsed at once → token-budget batches.
 
     files → interleave(TFRecordDataset, in chunks of CHUNK) → [shuffle chunks]
-          → pools of POOL → parse_sequence_example (ragged)
+          → pools of POOL → parsed (ragged; trainer/ops, else tf.io.parse_sequence_example)
           → scan: cut each pool into bucketed batches (tensor ops, carrying what is left over)
           → [shuffle the batches of a pool] → filler rows for the replicas (one gather per pool)
           → pad each batch → split per replica
@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence
 import tensorflow as tf
 
 import contract
+from trainer import ops
 
 WEIGHT = "weight"  # float32 per row: 1 for a real example, 0 for a row that fills a slice
 CHUNK = 256  # records per tf.data element before parsing
@@ -67,21 +68,33 @@ def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replica
   return BucketSpec(boundaries, batch_sizes, pad_multiple)
 
 
-def parse_ragged(serialized: tf.Tensor, task: str) -> Dict[str, tf.Tensor]:
+def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None) -> Dict[str, tf.Tensor]:
   """A batch of serialized SequenceExamples → context [n] and ragged sequence features [n, (length)].
 
   Ragged, not padded to the longest record of the batch: a pool of thousands of records
   with one long outlier would otherwise be copied around at the outlier's width.
+
+  Args:
+    serialized: [n] records.
+    task: which features to parse (contract.feature_spec).
+    native: parse with the op of trainer/ops (less than half the CPU); None: with it if it
+      can be built and loaded, else with tf.io.parse_sequence_example. Same result.
   """
   context_spec, sequence_spec = contract.parsing_spec(task)
-  ragged_spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in sequence_spec}
-  context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, ragged_spec)
-  rows = dict(context)
-  for name, value in sequences.items():  # [n, (steps), (1 value per step)] → [n, (steps)]
-    tf.debugging.assert_equal(tf.size(value.flat_values, out_type=tf.int64), value.values.nrows(),
-                              message=f"a step of feature list {name} does not hold exactly one value")
-    rows[name] = tf.RaggedTensor.from_row_splits(value.flat_values, value.row_splits, validate=False)
-    # Buckets go by `length`: a row longer than it would be cut at the bucket's width.
+  if native is None:
+    native = ops.load() is not None
+  if native:  # checks itself that each step holds one value
+    context, rows = ops.parse_token_sequences(serialized, list(context_spec), list(sequence_spec))
+    rows.update(context)
+  else:
+    ragged_spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in sequence_spec}
+    context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, ragged_spec)
+    rows = dict(context)
+    for name, value in sequences.items():  # [n, (steps), (1 value per step)] → [n, (steps)]
+      tf.debugging.assert_equal(tf.size(value.flat_values, out_type=tf.int64), value.values.nrows(),
+                                message=f"a step of feature list {name} does not hold exactly one value")
+      rows[name] = tf.RaggedTensor.from_row_splits(value.flat_values, value.row_splits, validate=False)
+  for name in sequence_spec:  # buckets go by `length`: a row longer than it would be cut at the bucket's width
     tf.debugging.assert_equal(rows[name].row_lengths(), rows[contract.LENGTH],
                               message=f"context length differs from the length of feature list {name}")
   return rows
@@ -210,7 +223,8 @@ def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) ->
 def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: int, *,
                  training: bool, compression: Optional[str] = None, seed: int = 0,
                  pipeline_index: int = 0, num_pipelines: int = 1,
-                 shuffle_buffer: int = 10_000, skip_batches: int = 0, pool: int = POOL) -> tf.data.Dataset:
+                 shuffle_buffer: int = 10_000, skip_batches: int = 0, pool: int = POOL,
+                 native: Optional[bool] = None) -> tf.data.Dataset:
   """The dataset of per-replica batches for one input pipeline.
 
   Records travel in chunks of CHUNK (tf.data costs about a microsecond per element and
@@ -230,7 +244,10 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
     shuffle_buffer: records in the shuffle buffer.
     skip_batches: global batches to skip, to resume a run where it stopped.
     pool: records parsed and cut into batches together (a multiple of CHUNK).
+    native: how records are parsed (see parse_ragged).
   """
+  if native is None:  # decided (and the op built, if need be) before anything is traced
+    native = ops.load() is not None
   files = tf.data.Dataset.from_tensor_slices(list(paths))
   if training and num_pipelines > 1:
     if len(paths) >= num_pipelines:
@@ -245,7 +262,7 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
   if training:
     chunks = chunks.shuffle(max(1, shuffle_buffer // CHUNK), seed=seed, reshuffle_each_iteration=True)
   pools = chunks.ragged_batch(max(1, pool // CHUNK)).map(
-      lambda serialized: (parse_ragged(serialized.flat_values, task), False),
+      lambda serialized: (parse_ragged(serialized.flat_values, task, native), False),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   empty = _no_rows(task)
   if not training:  # an empty last pool tells the scan to let out every row it holds
