@@ -8,9 +8,11 @@ installed TensorFlow with the C++ compiler (`$CXX`, else `g++`) into this direct
 user cache if this directory is read-only, under a name that changes with the source and
 the TensorFlow version, so a stale build is never loaded.
 
-Nothing depends on it: without a compiler, when the build or the load fails, or with
-RNN_NATIVE_PARSE=0, the trainer parses with `tf.io.parse_sequence_example` (one warning
-says why). Both give the same tensors (tests/trainer/test_ops.py).
+Nothing depends on it: without a compiler, or when the build or the load fails, the
+trainer parses with `tf.io.parse_sequence_example` and one warning says why; with
+RNN_NATIVE_PARSE=0 it does so without trying. On the pipeline's records both give the
+same tensors; on hand-made or damaged wire data the op follows the protobuf library
+(tests/trainer/test_ops.py).
 
     python -m trainer.ops    # builds it now (`make setup` does), prints where
 """
@@ -54,8 +56,12 @@ def library_name() -> str:
 
 
 def _directories():
-  cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
-  return [SOURCE.parent, cache / "rnn-sequence-pipeline" / "ops"]
+  directories = [SOURCE.parent]
+  try:
+    cache = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+  except RuntimeError:  # no home directory to find a cache in
+    return directories
+  return directories + [cache / "rnn-sequence-pipeline" / "ops"]
 
 
 def build() -> pathlib.Path:
@@ -115,7 +121,8 @@ def load():
     module = tf.load_op_library(str(path))
   except (BuildError, OSError, tf.errors.OpError) as error:
     logging.warning("The native record parser is not available, so records are parsed by "
-                    "tf.io.parse_sequence_example (same result, more CPU): %s", error)
+                    "tf.io.parse_sequence_example (same result, more CPU; %s=0 skips this attempt): %s",
+                    DISABLE_ENV, error)
     return None
   logging.info("Records are parsed by the native parser %s", path)
   return module
