@@ -662,15 +662,34 @@ def _middle_line_start(block: bytes) -> int:
 
 def _physical_lines(f) -> Iterator[bytes]:
   """The lines of a binary file with their ends, as `bytes.splitlines(keepends=True)` of
-  all of it gives them ('\n', '\r\n' or a lone '\r'), reading TEXT_BLOCK_BYTES at a time."""
-  carry = b""
+  all of it gives them ('\n', '\r\n' or a lone '\r'), reading TEXT_BLOCK_BYTES at a time.
+
+  A line that spans blocks is kept as its pieces and joined once, so a file of one huge
+  line costs its length, not its length squared over the block size.
+  """
+  carry: List[bytes] = []  # pieces of a line not ended yet; only the last may end in '\r'
   for block in iter(lambda: f.read(TEXT_BLOCK_BYTES), b""):
-    lines = (carry + block).splitlines(keepends=True)
+    if carry and carry[-1].endswith(b"\r"):  # '\r' ended the line, unless '\n' follows it
+      if block.startswith(b"\n"):
+        carry.append(b"\n")
+        block = block[1:]
+      yield b"".join(carry)
+      carry = []
+    lines = block.splitlines(keepends=True)
+    if not lines:
+      continue
+    if len(lines) == 1 and not lines[0].endswith((b"\n", b"\r")):  # no line ends in this block
+      carry.append(lines[0])
+      continue
+    if carry:
+      lines[0] = b"".join(carry + [lines[0]])
+      carry = []
     # A last line without '\n' may go on in the next block (a '\r' may be half of '\r\n').
-    carry = lines.pop() if not lines[-1].endswith(b"\n") else b""
+    if not lines[-1].endswith(b"\n"):
+      carry = [lines.pop()]
     yield from lines
   if carry:
-    yield carry
+    yield b"".join(carry)
 
 
 class ReadConllDoFn(beam.DoFn):

@@ -283,7 +283,9 @@ def test_physical_lines_of_a_file_read_in_blocks(monkeypatch, block_bytes):
   monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", block_bytes)
   rng = random.Random(block_bytes)
   data = b"".join(rng.choice([b"a", b"bc", b"\t", b"\n", b"\r", b"\r\n", b"\n\n", b"\x1c"]) for _ in range(3000))
-  for text in (data, data + b"\r", data + b"tail", b"", b"\r", b"\r\n"):
+  long_line = b"x" * (5 * block_bytes + 3)  # a line across several blocks, ending in each way
+  for text in (data, data + b"\r", data + b"tail", b"", b"\r", b"\r\n", long_line,
+               b"a\n" + long_line + b"\r\nb", long_line + b"\r" + long_line, long_line + b"\r\r\n\n"):
     assert list(read._physical_lines(io.BytesIO(text))) == text.splitlines(keepends=True)
 
 
