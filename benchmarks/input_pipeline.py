@@ -127,7 +127,7 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
   chunks = lambda: files.interleave(
       lambda path: tf.data.TFRecordDataset(path, compression_type=compression).batch(data.CHUNK),
       cycle_length=max(1, min(len(paths), 8)), num_parallel_calls=autotune, deterministic=True)
-  native = ops.load() is not None
+  native = ops.available()
   parsers = {"tf.io.parse_sequence_example": False, **({"the native parser": True} if native else {})}
   ladder = {f"raw read in chunks of {data.CHUNK}, parallel interleave": lambda: _batch_size_count(chunks())}
   for parser, flag in parsers.items():

@@ -36,7 +36,7 @@ def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: in
   from trainer import data  # pylint: disable=g-import-not-at-top
   from trainer import ops  # pylint: disable=g-import-not-at-top
   if native is None:
-    native = ops.load() is not None
+    native = ops.available()
   metadata = contract.read_metadata(data_dir)
   spec = data.bucket_spec(metadata, num_buckets, tokens_per_batch, replicas, pad_multiple)
   dataset = data.make_dataset(contract.shard_paths(data_dir, metadata, split), metadata["task"], spec, replicas,

@@ -82,7 +82,7 @@ def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None
   """
   context_spec, sequence_spec = contract.parsing_spec(task)
   if native is None:
-    native = ops.load() is not None
+    native = ops.available()
   if native:  # checks itself that each step holds one value
     context, rows = ops.parse_token_sequences(serialized, list(context_spec), list(sequence_spec))
     rows.update(context)
@@ -247,7 +247,7 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
     native: how records are parsed (see parse_ragged).
   """
   if native is None:  # decided (and the op built, if need be) before anything is traced
-    native = ops.load() is not None
+    native = ops.available()
   files = tf.data.Dataset.from_tensor_slices(list(paths))
   if training and num_pipelines > 1:
     if len(paths) >= num_pipelines:

@@ -111,6 +111,18 @@ def test_without_the_op_the_trainer_parses_with_tf(monkeypatch, tmp_path, caplog
     ops.load.cache_clear()
 
 
+def test_the_build_name_follows_tensorflow_not_where_it_is_installed(monkeypatch):
+  name = ops.library_name()
+  compile_flags, link_flags = ops._flags()  # pylint: disable=protected-access
+  moved = ([f.replace("/", "/elsewhere/", 1) if f.startswith("-I") else f for f in compile_flags],
+           [f.replace("/", "/elsewhere/", 1) if f.startswith("-L") else f for f in link_flags])
+  assert moved != (compile_flags, link_flags)
+  monkeypatch.setattr(ops, "_flags", lambda: moved)
+  assert ops.library_name() == name  # a build copied to another venv of the same TensorFlow is found
+  monkeypatch.setattr(ops, "_flags", lambda: (moved[0] + ["-DOTHER"], moved[1]))
+  assert ops.library_name() != name
+
+
 @needs_op
 def test_native_and_tf_parse_the_pipelines_records_alike(demo_tag_data):
   metadata = contract.read_metadata(demo_tag_data)

@@ -48,10 +48,16 @@ def _flags() -> Tuple[list, list]:
 
 
 def library_name() -> str:
-  """The file name of the build for this source, TensorFlow version and compiler flags."""
+  """The file name of the build for this source, TensorFlow build and compiler flags.
+
+  Include and library paths are left out: they name where TensorFlow is installed, not
+  which build it is, and a build copied to another machine with the same TensorFlow
+  must be found there (README, Troubleshooting).
+  """
   compile_flags, link_flags = _flags()
+  flags = [flag for flag in compile_flags + link_flags if not flag.startswith(("-I", "-L"))]
   key = hashlib.sha256(SOURCE.read_bytes())
-  key.update(" ".join([tf.version.VERSION, tf.version.COMPILER_VERSION, *compile_flags, *link_flags]).encode())
+  key.update(" ".join([tf.version.VERSION, tf.version.GIT_VERSION, tf.version.COMPILER_VERSION, *flags]).encode())
   return f"_parse_token_sequences-{key.hexdigest()[:16]}.so"
 
 
@@ -128,6 +134,11 @@ def load():
   return module
 
 
+def available() -> bool:
+  """Whether the op can be used here (it is built and loaded on the first call)."""
+  return load() is not None
+
+
 def parse_token_sequences(serialized: tf.Tensor, context_keys: Sequence[str], sequence_keys: Sequence[str]
                           ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.RaggedTensor]]:
   """Serialized SequenceExamples [n] → context {key: [n] int64} and {key: [n, (steps)] int64}.
@@ -136,7 +147,7 @@ def parse_token_sequences(serialized: tf.Tensor, context_keys: Sequence[str], se
   feature list exactly one int64 value; a feature list a record lacks has no steps.
 
   Raises:
-    RuntimeError: the op is not available (`load()` returned None).
+    RuntimeError: the op is not available (see `available()`).
     tf.errors.InvalidArgumentError (when run): a record that breaks the layout.
   """
   module = load()
