@@ -6,10 +6,11 @@ Apache Beam nor TensorFlow Transform, so the trainer can use it without pulling 
 in (importing TFT switches `tf.keras` to the legacy package).
 """
 
+import dataclasses
 import json
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import tensorflow as tf
 
@@ -120,6 +121,94 @@ def read_metadata(data_dir: str) -> dict:
         f"{data_dir}: format_version {version}, this code reads {FORMAT_VERSION}; "
         "rerun pipeline.preprocess with this version")
   return metadata
+
+
+@dataclasses.dataclass(frozen=True)
+class Metadata:
+  """A typed view of metadata.json: the one place that knows its keys and JSON encodings.
+
+  Histograms come as {int length: count}; bucket boundaries as {int K: [b1, ..., bK]}.
+  `raw` is the whole dict as read, for the keys without a field here.
+
+  >>> m = Metadata.from_dict({"task": "tag", "vocab": {"file": "vocab.txt", "size": 7},
+  ...     "labels": {"file": "labels.txt", "size": 5}, "length_histogram": {"train": {"3": 2}},
+  ...     "bucket_boundaries": {"4": {"boundaries": [3], "padding_waste": 0.0}},
+  ...     "splits": {"train": {"examples": 2, "tokens": 6, "shards": []}}, "options": {}})
+  >>> m.num_classes, m.length_histogram["train"], m.boundaries(4)
+  (5, {3: 2}, [3])
+  """
+  raw: Mapping
+  task: str
+  vocab_size: int
+  label_size: Optional[int]  # tag and classify: the label vocabulary's size, <pad> and <unk> included
+  length_histogram: Dict[str, Dict[int, int]]
+  bucket_boundaries: Dict[int, List[int]]
+  splits: Mapping[str, Mapping]
+  options: Mapping
+
+  @classmethod
+  def from_dict(cls, metadata: Mapping) -> "Metadata":
+    return cls(
+        raw=metadata, task=metadata["task"], vocab_size=metadata["vocab"]["size"],
+        label_size=metadata["labels"]["size"] if "labels" in metadata else None,
+        length_histogram={split: int_histogram(histogram)
+                          for split, histogram in metadata.get("length_histogram", {}).items()},
+        bucket_boundaries={int(k): list(v["boundaries"]) for k, v in metadata.get("bucket_boundaries", {}).items()},
+        splits=metadata.get("splits", {}), options=metadata.get("options", {}))
+
+  @property
+  def num_classes(self) -> int:
+    """Output classes of the model's head: the token vocabulary (lm) or the label vocabulary."""
+    return self.vocab_size if self.task == "lm" else self.label_size
+
+  @property
+  def compression(self) -> Optional[str]:
+    """The `tf.data.TFRecordDataset` compression type of the shards."""
+    return "GZIP" if self.options.get("compression") == "gzip" else None
+
+  def boundaries(self, num_buckets: int) -> List[int]:
+    """The pipeline's optimal bucket boundaries for `num_buckets` buckets ([1] if none)."""
+    return self.bucket_boundaries.get(num_buckets) or [1]
+
+  def examples(self, split: str) -> int:
+    return self.splits.get(split, {}).get("examples", 0)
+
+  def vocab_path(self, data_dir: str) -> str:
+    return os.path.join(data_dir, self.raw["vocab"]["file"])
+
+  def labels_path(self, data_dir: str) -> Optional[str]:
+    return os.path.join(data_dir, self.raw["labels"]["file"]) if "labels" in self.raw else None
+
+
+def int_histogram(histogram: Mapping) -> Dict[int, int]:
+  """A length histogram as JSON has it ({"3": 2}) → {3: 2}, sorted by length."""
+  return {int(length): int(count) for length, count in sorted(histogram.items(), key=lambda kv: int(kv[0]))}
+
+
+def histogram_to_json(histogram: Mapping[int, int]) -> Dict[str, int]:
+  """{3: 2} → {"3": 2}, sorted by length: how metadata.json stores a histogram."""
+  return {str(length): histogram[length] for length in sorted(histogram)}
+
+
+def load_metadata(data_dir: str) -> Metadata:
+  """`read_metadata` as a typed `Metadata` view."""
+  return Metadata.from_dict(read_metadata(data_dir))
+
+
+def load_saved_model(path: str):
+  """`tf.saved_model.load`, after registering TF Text's ops, which a `--tokenizer wordpiece`
+  transform_fn (and so an export) holds: without the import such a model does not load."""
+  import tensorflow_text  # pylint: disable=g-import-not-at-top,unused-import
+  return tf.saved_model.load(path)
+
+
+def lm_targets(tokens):
+  """The language model's targets: each position predicts the next token; the last real
+  token predicts nothing (there is no end-of-sequence id), so it gets PAD_ID.
+
+  Works on [batch, time] tensors (TensorFlow or numpy-like via tf): [[5, 6, 7, 0]] → [[6, 7, 0, 0]].
+  """
+  return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
 
 
 def shard_paths(data_dir: str, metadata: dict, split: str) -> List[str]:

@@ -6,10 +6,11 @@ setuptools.setup(
     name="rnn-sequence-pipeline",
     version="0.1.0",
     description="Beam + TFT pipeline to sharded SequenceExamples, and a tf.distribute RNN trainer",
-    py_modules=["contract"],
+    py_modules=["contract", "records"],
     packages=["pipeline", "trainer", "trainer.ops"],
     package_data={"trainer.ops": ["*.cc"]},  # built on first use (trainer/ops/__init__.py)
     python_requires=">=3.10",
     # Workers install what the pipeline needs; the trainer's stack is in requirements.txt.
-    install_requires=["apache-beam[gcp]==2.77.0", "tensorflow-transform==1.21.0", "tfx-bsl==1.21.0"],
+    install_requires=["apache-beam[gcp]==2.77.0", "tensorflow-transform==1.21.0", "tfx-bsl==1.21.0",
+                      "tensorflow-text==2.21.1"],
 )

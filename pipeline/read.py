@@ -20,7 +20,6 @@ filtered record (empty or whitespace-only) or a dead letter (malformed, with a r
 import hashlib
 import io
 import itertools
-import json
 import re
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -31,7 +30,10 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 import contract
+import records
 from pipeline import counts
+# The record rules, re-exported: the reader applies them, records.py owns them.
+from records import BadRecord, Filtered, Record, content_key, parse_json_line, parse_text_line  # pylint: disable=unused-import
 
 # Uncompressed inputs are split into ranges of this many bytes, so that workers share even
 # one file evenly (a local runner hands a stage's elements out round-robin).
@@ -41,13 +43,6 @@ TEXT_BLOCK_BYTES = 8 << 20  # plain text is read in blocks of about this many by
 TEXT_BLOCK_MIN_BYTES = 64 << 10  # a block with odd lines is halved down to this, then read line by line
 DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in errors/
 
-# Characters a token may not contain: whitespace and control characters would break the
-# line-per-entry vocabulary files (and are separators to the tokenizer anyway).
-_BAD_TOKEN_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-# A label may contain a plain space ("very positive"), nothing else of the above.
-_BAD_LABEL_CHARS = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f]")
-# A JSON escape such as "\\ud800" decodes to a lone surrogate, which no UTF-8 can hold.
-_SURROGATES = re.compile("[\ud800-\udfff]")
 # A line that bytes.strip() leaves non-empty may still be blank to str.strip(), which
 # also strips U+001C-U+001F and the Unicode spaces, whose UTF-8 starts with 0xC2, 0xE1,
 # 0xE2 or 0xE3. Such a line starts, after any ASCII whitespace, with one of those bytes;
@@ -69,29 +64,6 @@ class FileRange(NamedTuple):
   end: int  # exclusive; -1 means "to the end of the file"
 
 
-class Record(NamedTuple):
-  """One good record; unused fields are empty."""
-  text: str = ""
-  tokens: Sequence[str] = ()
-  labels: Sequence[str] = ()
-  label: str = ""
-
-
-class BadRecord(Exception):
-  """A malformed record: `reason` names it in metadata.json and errors/."""
-
-  def __init__(self, reason: str):
-    super().__init__(reason)
-    self.reason = reason
-
-
-class Filtered(Exception):
-  """A record that is dropped on purpose (empty, whitespace only) and counted."""
-
-  def __init__(self, reason: str):
-    super().__init__(reason)
-    self.reason = reason
-
 
 def arrow_schema(task: str) -> pa.Schema:
   """Schema of the RecordBatches this stage emits (every column a list, as TFXIO expects)."""
@@ -99,19 +71,8 @@ def arrow_schema(task: str) -> pa.Schema:
   return pa.schema(fields + [(SPLIT_KEY, pa.uint64())])
 
 
-def content_key(record: Record) -> int:
-  """A stable 64-bit hash of a record's content (hashlib blake2b, never the built-in)."""
-  digest = hashlib.blake2b(digest_size=8)
-  digest.update(record.text.encode("utf-8"))
-  for part in (record.tokens, record.labels):
-    digest.update(b"\x1e")
-    digest.update("\x1f".join(part).encode("utf-8"))
-  digest.update(b"\x1e" + record.label.encode("utf-8"))
-  return int.from_bytes(digest.digest(), "little")
-
-
-# What content_key hashes after the text of a record that has only text: the separators
-# before its (empty) tokens, labels and label.
+# What records.content_key hashes after the text of a record that has only text: the
+# separators before its (empty) tokens, labels and label.
 _TEXT_ONLY_KEY_SUFFIX = b"\x1e" + b"\x1e" + b"\x1e"
 
 
@@ -181,44 +142,6 @@ def text_record_batch(lines: List[bytes]) -> pa.RecordBatch:
 # --- parsing one record --------------------------------------------------------------
 
 
-def _decode(raw: bytes) -> str:
-  if b"\x00" in raw:
-    raise BadRecord("nul_byte")
-  try:
-    return raw.decode("utf-8")
-  except UnicodeDecodeError:
-    raise BadRecord("undecodable") from None
-
-
-def _check_tokens(tokens, field: str) -> List[str]:
-  if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-    raise BadRecord(f"wrong_type_{field}")
-  joined = "".join(tokens)
-  if _SURROGATES.search(joined):
-    raise BadRecord("undecodable")
-  if any(t == "" for t in tokens) or _BAD_TOKEN_CHARS.search(joined):
-    raise BadRecord("bad_token")
-  return tokens
-
-
-def _check_label(label, field: str) -> str:
-  if isinstance(label, bool) or not isinstance(label, (str, int)):
-    raise BadRecord(f"wrong_type_{field}")
-  label = str(label)
-  if _SURROGATES.search(label):
-    raise BadRecord("undecodable")
-  if not label.strip() or _BAD_LABEL_CHARS.search(label):
-    raise BadRecord("bad_label")
-  return label
-
-
-def parse_text_line(raw: bytes, task: str) -> Record:
-  del task  # text is lm only (checked at the command line)
-  text = _decode(raw)
-  if not text.strip():
-    raise Filtered("empty")
-  return Record(text=text)
-
 
 def check_text_line(raw: bytes, task: str) -> bytes:
   """parse_text_line, but returns the line's bytes: text_record_batch takes them as they are."""
@@ -276,95 +199,6 @@ def plain_text_lines(block: bytes, max_record_bytes: int) -> Optional[Tuple[List
   good = list(itertools.compress(lines, keep))
   return good, len(lines) - len(good)
 
-
-def parse_json_line(raw: bytes, task: str) -> Record:
-  """One JSON object: `text` or `tokens`; `labels` (tag) or `label` (classify)."""
-  line = _decode(raw)
-  if not line.strip():
-    raise Filtered("empty")
-  try:
-    obj = json.loads(line)
-  except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
-    raise BadRecord("bad_json") from None
-  if not isinstance(obj, dict):
-    raise BadRecord("not_an_object")
-  text, tokens = obj.get("text"), obj.get("tokens")
-  if task == "tag":
-    if tokens is None:
-      raise BadRecord("missing_tokens")  # labels are per token: tagging needs given tokens
-    if "labels" not in obj:
-      raise BadRecord("missing_labels")
-    tokens = _check_tokens(tokens, "tokens")
-    labels = obj["labels"]
-    if not isinstance(labels, list):
-      raise BadRecord("wrong_type_labels")
-    labels = [_check_label(label, "labels") for label in labels]
-    if len(labels) != len(tokens):
-      raise BadRecord("label_count_mismatch")
-    if not tokens:
-      raise Filtered("empty")
-    return Record(tokens=tokens, labels=labels)
-  if tokens is not None:
-    tokens = _check_tokens(tokens, "tokens")
-    record = Record(tokens=tokens)
-    empty = not tokens
-  elif text is not None:
-    if not isinstance(text, str):
-      raise BadRecord("wrong_type_text")
-    if "\x00" in text:
-      raise BadRecord("nul_byte")
-    if _SURROGATES.search(text):
-      raise BadRecord("undecodable")
-    record = Record(text=text)
-    empty = not text.strip()
-  else:
-    raise BadRecord("missing_text")
-  if task == "classify":
-    if "label" not in obj:
-      raise BadRecord("missing_label")
-    record = record._replace(label=_check_label(obj["label"], "label"))
-  if empty:
-    raise Filtered("empty")
-  return record
-
-
-def _is_blank(line: bytes) -> bool:
-  """Empty, or only whitespace, ASCII or Unicode (a no-break space line separates too)."""
-  stripped = line.strip()
-  if not stripped:
-    return True
-  if 0x20 < stripped[0] < 0x80:  # starts with a visible ASCII character (str.strip() also
-    return False                  # strips the separators U+001C-U+001F, so those are decoded)
-  try:
-    return stripped.decode("utf-8").isspace()
-  except UnicodeDecodeError:
-    return False
-
-
-def split_conll_row(line: str, use_tabs: bool) -> List[str]:
-  return line.split("\t") if use_tabs else line.split()
-
-
-def parse_conll_block(rows: List[str], use_tabs: bool, task: str) -> Record:
-  """One sentence: rows of `token ... label`; token first column, label last."""
-  tokens, labels = [], []
-  for row in rows:
-    columns = split_conll_row(row, use_tabs)
-    if len(columns) < 2:
-      raise BadRecord("conll_one_column")
-    tokens.append(columns[0])
-    labels.append(columns[-1])
-  _check_tokens(tokens, "tokens")
-  if task == "tag":
-    for label in labels:
-      _check_label(label, "labels")
-    return Record(tokens=tokens, labels=labels)
-  return Record(tokens=tokens)
-
-
-def _is_conll_skip_line(line: bytes) -> bool:
-  """-DOCSTART- lines and CoNLL-U comments are not part of any record."""
-  return line.startswith(b"-DOCSTART-") or (line.startswith(b"# ") and b"\t" not in line)
 
 
 # --- the DoFns -----------------------------------------------------------------------
@@ -729,9 +563,9 @@ class ReadConllDoFn(beam.DoFn):
     for line in lines:
       line_offset, offset = offset, offset + len(line)
       line = line.rstrip(b"\r\n")
-      if _is_conll_skip_line(line):
+      if records.is_conll_skip_line(line):
         continue
-      if _is_blank(line):
+      if records.is_blank(line):
         if block:
           yield from end_block()
           block, block_bytes = [], 0
@@ -746,7 +580,7 @@ class ReadConllDoFn(beam.DoFn):
     yield from batcher.finish()
 
   def _parse_block(self, raw: bytes, use_tabs: bool) -> Record:
-    return parse_conll_block(_decode(raw).split("\n"), use_tabs, self.task)
+    return records.parse_conll_block(records.decode(raw).split("\n"), use_tabs, self.task)
 
 
 class ReadCorpus(beam.PTransform):

@@ -32,7 +32,7 @@ class ServingModule(tf.Module):
                raw_feature_names: List[str]):
     super().__init__()
     self.model = model
-    self.transform = tf.saved_model.load(transform_dir)
+    self.transform = contract.load_saved_model(transform_dir)
     self.task = task
     self.label_names = tf.constant(labels or [""])
     self.raw_feature_names = raw_feature_names
@@ -64,7 +64,7 @@ class ServingModule(tf.Module):
       label_id = tf.argmax(logits, axis=-1, output_type=tf.int64)
       return {"label_id": label_id, "label": tf.gather(self.label_names, label_id),
               "probabilities": tf.nn.softmax(logits)}
-    targets = tf.concat([token_ids[:, 1:], tf.zeros_like(token_ids[:, :1])], axis=1)
+    targets = contract.lm_targets(token_ids)
     mask = tf.cast(targets != contract.PAD_ID, tf.float32)
     log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
     return {"log_likelihood": tf.reduce_sum(log_probs * mask, axis=1),

@@ -18,7 +18,7 @@ def targets(batch: Dict[str, tf.Tensor], task: str) -> tf.Tensor:
   """What each position predicts; PAD_ID where nothing is predicted."""
   tokens = batch[contract.TOKENS]
   if task == "lm":  # the next token; the last real token predicts nothing (no EOS id)
-    return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+    return contract.lm_targets(tokens)
   if task == "tag":
     return batch[contract.LABELS]
   return batch[contract.LABEL]

@@ -71,7 +71,7 @@ def load_serving(model_dir: str):
   if not tf.saved_model.contains_saved_model(export_dir):
     raise UsageError(f"{export_dir} holds no SavedModel (an interrupted export?): "
                      "rerun python -m trainer.task with the same --model_dir")
-  loaded = tf.saved_model.load(export_dir)
+  loaded = contract.load_saved_model(export_dir)
   if SIGNATURE not in loaded.signatures:
     raise UsageError(f"{export_dir} has no {SIGNATURE} signature: it was not written by trainer.task")
   outputs = loaded.signatures[SIGNATURE].structured_outputs

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+import records
 from pipeline import counts, read
 from tests.pipeline.beam_testing import test_pipeline
 
@@ -304,5 +305,5 @@ def test_a_conll_record_past_the_limit_is_one_dead_letter(tmp_path):
 def test_conll_blank_lines_are_what_str_strip_finds_blank():
   for char in map(chr, range(0x110000)):
     if char.isspace():
-      assert read._is_blank(f" {char}\t".encode("utf-8")), hex(ord(char))
-  assert not read._is_blank(b"token\tLABEL") and not read._is_blank(b"\x1bx")
+      assert records.is_blank(f" {char}\t".encode("utf-8")), hex(ord(char))
+  assert not records.is_blank(b"token\tLABEL") and not records.is_blank(b"\x1bx")
