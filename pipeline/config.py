@@ -19,6 +19,7 @@ class PipelineConfig:
   compression: str = "none"
   max_error_fraction: float = 0.1
   max_record_bytes: int = 1 << 20
+  tokenizer: str = "word"  # word | wordpiece (subword pieces learned on train)
 
   def options(self) -> dict:
     """The options that shape the output, as recorded in metadata.json."""

@@ -18,6 +18,8 @@ TRUNCATED = "truncated"
 WRITTEN = "written"
 EXAMPLES = "examples"  # examples/<split>
 TOKENS = "tokens"  # tokens/<split>
+UNKNOWN = "unknown"  # unknown/<split>: tokens that are <unk>
+CHARACTERS = "characters"  # characters/<split>: characters of the written records' text
 HISTOGRAM = "length"  # length/<split>/<length>
 SHARD = "shard"  # shard/<file name>
 

@@ -209,16 +209,20 @@ class EncodeDoFn(beam.DoFn):
     if empty.any():
       batch = batch.filter(pa.array(~empty))
       lengths = lengths[~empty]
-    if batch.num_rows:
-      context = {name: _scalars(batch.column(name)) for name in self.context_names}
-      sequences = {name: _list_values(batch.column(name)) for name in self.sequence_names}
-      yield self.encode(context, sequences)
     stats = [
         (counts.key(counts.FILTERED, "empty"), int(empty.sum())),
         (counts.key(counts.EXAMPLES, self.split), len(lengths)),
         (counts.key(counts.TOKENS, self.split), int(lengths.sum())),
-        (counts.TRUNCATED, int(_scalars(batch.column(transform.TRUNCATED)).sum()) if batch.num_rows else 0),
     ]
+    if batch.num_rows:
+      context = {name: _scalars(batch.column(name)) for name in self.context_names}
+      sequences = {name: _list_values(batch.column(name)) for name in self.sequence_names}
+      yield self.encode(context, sequences)
+      stats += [
+          (counts.TRUNCATED, int(_scalars(batch.column(transform.TRUNCATED)).sum())),
+          (counts.key(counts.UNKNOWN, self.split), int(np.count_nonzero(sequences[contract.TOKENS][0] == contract.UNK_ID))),
+          (counts.key(counts.CHARACTERS, self.split), int(_scalars(batch.column(transform.CHARACTERS)).sum())),
+      ]
     values, frequencies = np.unique(lengths, return_counts=True)
     stats += [(counts.key(counts.HISTOGRAM, self.split, int(v)), int(n)) for v, n in zip(values, frequencies)]
     for name, n in stats:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
   parser.add_argument("--max_record_bytes", type=int, default=1 << 20,
                       help="records longer than this are dead letters (default 1 MiB)")
+  parser.add_argument("--tokenizer", choices=("word", "wordpiece"), default="word",
+                      help="word: one token per word; wordpiece: subword pieces learned on train (default word)")
   return parser
 
 
@@ -237,6 +239,7 @@ def finalize(config: PipelineConfig, input_files: Sequence[read.InputFile]) -> d
     for shard in split["shards"]:
       shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length
   metadata.update(summary)
+  metadata["tokenizer"] = transform.tokenizer_metadata(config)
   metadata["bucket_boundaries"] = statistics.bucket_table(histogram)
   metadata["options"] = config.options()
   metadata["versions"] = statistics.versions()
@@ -265,7 +268,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
       task=known.task, eval_fraction=known.eval_fraction, num_shards=known.num_shards,
       max_vocab=known.max_vocab, min_count=known.min_count, max_length=known.max_length,
       lowercase=known.lowercase, compression=known.compression,
-      max_error_fraction=known.max_error_fraction, max_record_bytes=known.max_record_bytes)
+      max_error_fraction=known.max_error_fraction, max_record_bytes=known.max_record_bytes,
+      tokenizer=known.tokenizer)
   try:
     check_config(config)
     input_files = match_inputs(config.inputs)

@@ -116,6 +116,7 @@ def summarize(totals: Mapping[str, int]) -> dict:
       },
       "splits": {},
       "length_histogram": {},
+      "unk_rate": {},
   }
   shards = _by_prefix(totals, counts.SHARD)
   for split in contract.SPLITS:
@@ -124,9 +125,12 @@ def summarize(totals: Mapping[str, int]) -> dict:
     summary["splits"][split] = {
         "examples": written.get(split, 0),
         "tokens": totals.get(counts.key(counts.TOKENS, split), 0),
+        "characters": totals.get(counts.key(counts.CHARACTERS, split), 0),
         "shards": [{"file": name, "examples": n} for name, n in sorted(shards.items())
                    if name.startswith(split + "-")],
     }
+    tokens = summary["splits"][split]["tokens"]
+    summary["unk_rate"][split] = totals.get(counts.key(counts.UNKNOWN, split), 0) / tokens if tokens else 0.0
   return summary
 
 

@@ -21,11 +21,14 @@ import contract
 from pipeline import read
 from pipeline import tokenize
 from pipeline import vocabulary as vocab_lib
+from pipeline import wordpiece
 from pipeline.config import PipelineConfig
 
 TOKEN_VOCAB_NAME = "tokens"  # file name under transform_fn/assets/
 LABEL_VOCAB_NAME = "labels"
 TRUNCATED = "truncated"  # int64 output: 1 if the sequence was cut to max_length
+CHARACTERS = "characters"  # int64 output: characters of the record's text (given tokens joined by spaces)
+WORD_START = "word_start"  # wordpiece: per piece, 1 on the first piece of a word, else 0
 
 
 def _tensor_representations(task: str) -> Dict[str, schema_pb2.TensorRepresentation]:
@@ -56,6 +59,20 @@ def _to_ids(strings, vocabulary):
   return shift(index)
 
 
+def characters(text: tf.Tensor, given: tf.RaggedTensor) -> tf.Tensor:
+  """Characters of each record's text: the raw text, or the given tokens joined by single spaces."""
+  token_chars = tf.reduce_sum(tf.strings.length(given, unit="UTF8_CHAR"), axis=1)
+  spaces = tf.maximum(given.row_lengths() - 1, 0)
+  return tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.int64) + tf.cast(token_chars, tf.int64) + spaces
+
+
+def tokenizer_metadata(config: PipelineConfig) -> dict:
+  """metadata.json's `tokenizer`."""
+  if config.tokenizer == "wordpiece":
+    return wordpiece.tokenizer_metadata(config.max_vocab)
+  return {"type": "word"}
+
+
 def make_preprocessing_fn(config: PipelineConfig):
   """The TFT preprocessing_fn for a config: pure TF ops, analyzers declared once."""
   top_k = config.max_vocab - contract.NUM_RESERVED if config.max_vocab else None
@@ -64,18 +81,30 @@ def make_preprocessing_fn(config: PipelineConfig):
     # Exactly one of `text` (raw, tokenized here) and `tokens` (given) is non-empty.
     text = tokenize.lowercase(inputs["text"], config.lowercase)
     given = tokenize.lowercase(inputs["tokens"], config.lowercase)
-    tokens = tf.concat([tokenize.tokenize(text), given], axis=1)
-    truncated = tf.cast(tokens.row_lengths() > config.max_length, tf.int64)
-    tokens = tokens[:, :config.max_length]
-    vocabulary = vocab_lib.vocabulary(tokens, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
-    outputs = {
-        contract.TOKENS: _to_ids(tokens, vocabulary),
-        contract.LENGTH: tokens.row_lengths(),
-        TRUNCATED: truncated,
-    }
+    words = tf.concat([tokenize.tokenize(text), given], axis=1)
+    outputs = {CHARACTERS: characters(inputs["text"], inputs["tokens"])}
+    if config.tokenizer == "wordpiece":
+      # Each word gives at least one piece, so cutting words first keeps the first max_length pieces.
+      words = words[:, :config.max_length]
+      _, tokenizer = wordpiece.learn_tokenizer(
+          words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab), config.min_count)
+      ids, word_start = wordpiece.tokenize_words(tokenizer, words)
+      truncated = tf.cast(ids.row_lengths() > config.max_length, tf.int64)
+      outputs[contract.TOKENS] = ids[:, :config.max_length]
+      outputs[WORD_START] = word_start[:, :config.max_length]
+    else:
+      truncated = tf.cast(words.row_lengths() > config.max_length, tf.int64)
+      words = words[:, :config.max_length]
+      vocabulary = vocab_lib.vocabulary(words, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
+      outputs[contract.TOKENS] = _to_ids(words, vocabulary)
+    outputs[contract.LENGTH] = outputs[contract.TOKENS].row_lengths()
+    outputs[TRUNCATED] = truncated
     if config.task == "tag":
       labels = inputs["labels"][:, :config.max_length]
-      outputs[contract.LABELS] = _to_ids(labels, vocab_lib.vocabulary(labels, LABEL_VOCAB_NAME))
+      label_ids = _to_ids(labels, vocab_lib.vocabulary(labels, LABEL_VOCAB_NAME))
+      if config.tokenizer == "wordpiece":  # the word's label on its first piece, PAD_ID on the rest
+        label_ids = wordpiece.spread_word_labels(label_ids, word_start)[:, :config.max_length]
+      outputs[contract.LABELS] = label_ids
     elif config.task == "classify":
       label = inputs["label"]
       outputs[contract.LABEL] = _to_ids(label, vocab_lib.vocabulary(label, LABEL_VOCAB_NAME))
