@@ -49,6 +49,10 @@ MAX_PIECE_CHARS = 50  # the learner ignores longer words (their characters still
 # words add their characters only, so every character seen can still be spelled.
 MAX_LEARNER_WORDS = 10_000
 MAX_ALPHABET = 1000  # characters beyond the most frequent ones become <unk>
+# Refinement passes per threshold tried. The learner's default is 4; on prose 2 give
+# nearly the same pieces per word in half the time, and the learner is the one step of
+# the job that runs on a single worker (BENCHMARKS.md, wordpiece).
+LEARNER_ITERATIONS = 2
 MODEL_SUFFIX = ".fast_wordpiece_model"  # transform_fn/assets/tokens.fast_wordpiece_model
 DEFAULT_MAX_VOCAB = 32_000  # without --max_vocab (pieces, <pad> and <unk>)
 
@@ -83,7 +87,8 @@ def learn(word_counts: Iterable[Tuple[str, int]], vocab_size: int, min_count: in
   # even that threshold gave too many pieces, the cut below keeps the most frequent.)
   upper_thresh = words[min(len(words), max(vocab_size // 10, 1)) - 1][1]
   pieces = learner_lib.learn(
-      words, vocab_size, reserved_tokens=[], upper_thresh=upper_thresh, lower_thresh=1, max_input_tokens=-1,
+      words, vocab_size, reserved_tokens=[], upper_thresh=upper_thresh, lower_thresh=1,
+      num_iterations=LEARNER_ITERATIONS, max_input_tokens=-1,
       max_token_length=MAX_PIECE_CHARS, max_unique_chars=MAX_ALPHABET, joiner=SUFFIX_INDICATOR)
   reserved = {contract.UNK_TOKEN, SUFFIX_INDICATOR + contract.UNK_TOKEN}
   return [piece for piece in pieces if piece not in reserved][:vocab_size]
@@ -190,9 +195,15 @@ def tokenize_words(tokenizer, words: tf.RaggedTensor) -> Tuple[tf.RaggedTensor, 
 def spread_word_labels(label_ids: tf.RaggedTensor, word_start: tf.RaggedTensor) -> tf.RaggedTensor:
   """Word label ids [batch, (words)] → per piece: the word's label on its first piece, PAD_ID after.
 
-  label ids [[7, 9]] with word_start [[1, 0, 1]] → [[7, PAD_ID, 9]].
+  label ids [[7, 9]] with word_start [[1, 0, 1]] → [[7, PAD_ID, 9]]. A row with fewer labels
+  than words (serving passes none) gets PAD_ID for the missing ones.
   """
-  word_index = tf.cumsum(word_start.flat_values) - 1  # each piece's word, across the batch
-  per_piece = tf.gather(label_ids.flat_values, word_index)
+  words_per_row = tf.reduce_sum(word_start, axis=1)
+  piece_row = word_start.value_rowids()
+  word_in_batch = tf.cumsum(word_start.flat_values) - 1
+  word_in_row = word_in_batch - tf.gather(tf.cumsum(words_per_row, exclusive=True), piece_row)
+  width = tf.reduce_max(tf.concat([words_per_row, [0]], axis=0))
+  dense = label_ids.to_tensor(default_value=contract.PAD_ID, shape=tf.stack([tf.shape(words_per_row, tf.int64)[0], width]))
+  per_piece = tf.gather_nd(dense, tf.stack([piece_row, word_in_row], axis=1))
   flat = tf.where(word_start.flat_values > 0, per_piece, tf.constant(contract.PAD_ID, tf.int64))
   return word_start.with_flat_values(flat)
