@@ -22,7 +22,7 @@ from benchmarks import common
 TOKENIZERS = ("word", "wordpiece")
 
 
-def preprocess(args, corpus, out_dir, file_format, task, tokenizer, max_vocab, log):
+def preprocess(corpus, out_dir, file_format, task, tokenizer, max_vocab, log):
   argv = common.python_module(
       "pipeline.preprocess", "--input", corpus, "--output_dir", out_dir, "--format", file_format,
       "--task", task, "--max_vocab", max_vocab, "--tokenizer", tokenizer, "--overwrite")
@@ -69,8 +69,8 @@ def main():
   for round_index in range(args.rounds):
     for tokenizer in TOKENIZERS:
       out_dir = os.path.join(work, f"lm_{tokenizer}")
-      timing, metadata[tokenizer] = preprocess(args, args.corpus, out_dir, "text", "lm", tokenizer,
-                                               args.max_vocab, os.path.join(work, f"lm_{tokenizer}_{round_index}.log"))
+      log = os.path.join(work, f"lm_{tokenizer}_{round_index}.log")
+      timing, metadata[tokenizer] = preprocess(args.corpus, out_dir, "text", "lm", tokenizer, args.max_vocab, log)
       seconds[tokenizer].append(timing["seconds"])
       print(f"pipeline {tokenizer} round {round_index}: {timing['seconds']} s", flush=True)
   corpus_mb = os.path.getsize(args.corpus) / 1e6
@@ -101,7 +101,7 @@ def main():
   rows = []
   for tokenizer in TOKENIZERS:
     data_dir = os.path.join(work, f"tag_{tokenizer}")
-    _, tag_metadata = preprocess(args, args.tagged, data_dir, "conll", "tag", tokenizer, args.max_vocab,
+    _, tag_metadata = preprocess(args.tagged, data_dir, "conll", "tag", tokenizer, args.max_vocab,
                                  os.path.join(work, f"tag_{tokenizer}.log"))
     metrics = train(data_dir, os.path.join(work, f"tag_model_{tokenizer}"), args.tag_steps,
                     os.path.join(work, f"tag_train_{tokenizer}.log"), "--bidirectional")

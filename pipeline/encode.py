@@ -220,7 +220,8 @@ class EncodeDoFn(beam.DoFn):
       yield self.encode(context, sequences)
       stats += [
           (counts.TRUNCATED, int(_scalars(batch.column(transform.TRUNCATED)).sum())),
-          (counts.key(counts.UNKNOWN, self.split), int(np.count_nonzero(sequences[contract.TOKENS][0] == contract.UNK_ID))),
+          (counts.key(counts.UNKNOWN, self.split),
+           int(np.count_nonzero(sequences[contract.TOKENS][0] == contract.UNK_ID))),
           (counts.key(counts.CHARACTERS, self.split), int(_scalars(batch.column(transform.CHARACTERS)).sum())),
       ]
     values, frequencies = np.unique(lengths, return_counts=True)

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -100,6 +100,9 @@ def summary_lines(output_dir: str, metadata: dict) -> List[str]:
   if "labels" in metadata:
     sizes += f", {metadata['labels']['size']} labels"
   lines.append(sizes + f" (counting {contract.PAD_TOKEN} and {contract.UNK_TOKEN})")
+  if "tokenizer" in metadata:
+    unk = ", ".join(f"{split} {100 * rate:.3f}%" for split, rate in metadata.get("unk_rate", {}).items())
+    lines.append(f"tokenizer {metadata['tokenizer']['type']}; {contract.UNK_TOKEN} share of tokens: {unk}")
 
   counts = metadata["counts"]
   lines.append(f"counts: read {counts['read']}, written {counts['written']}, "
@@ -123,16 +126,38 @@ def _lookup(vocabulary: Sequence[str], index: int) -> str:
   return vocabulary[index] if 0 <= index < len(vocabulary) else f"<id {index}>"
 
 
+def join_pieces(pieces: Sequence[str], labels: Sequence[str], suffix: str) -> Tuple[List[str], List[str]]:
+  """WordPiece pieces → words (a piece starting with `suffix` continues the word before it),
+  each with the label of its first piece.
+
+  >>> join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##")
+  (['unhelpful', 'cat'], ['ADJ', 'NOUN'])
+  """
+  words, word_labels = [], []
+  for piece, label in zip(pieces, labels):
+    if piece.startswith(suffix) and words:
+      words[-1] += piece[len(suffix):]
+    else:
+      words.append(piece)
+      word_labels.append(label)
+  return words, word_labels
+
+
 def decode_example(task: str, context: dict, sequences: dict, token_vocab: Sequence[str],
-                   label_vocab: Sequence[str]) -> str:
+                   label_vocab: Sequence[str], suffix: Optional[str] = None) -> str:
   """One parsed SequenceExample → one line.
 
   tag: `token/LABEL token/LABEL ...`; classify: `LABEL<TAB>token token ...` (a tab, as labels
-  may hold spaces); lm: `token token ...`.
+  may hold spaces); lm: `token token ...`. With a WordPiece `suffix` (e.g. "##"), pieces are
+  joined back into words first.
   """
   tokens = [_lookup(token_vocab, int(i)) for i in sequences[contract.TOKENS].numpy()]
+  labels = [""] * len(tokens)
   if task == "tag":
     labels = [_lookup(label_vocab, int(i)) for i in sequences[contract.LABELS].numpy()]
+  if suffix:
+    tokens, labels = join_pieces(tokens, labels, suffix)
+  if task == "tag":
     return " ".join(f"{token}/{label}" for token, label in zip(tokens, labels))
   if task == "classify":
     return _lookup(label_vocab, int(context[contract.LABEL].numpy())) + "\t" + " ".join(tokens)
@@ -151,14 +176,18 @@ def example_lines(output_dir: str, metadata: dict, split: str, n: int) -> List[s
   label_vocab = []
   if "labels" in metadata:
     label_vocab = contract.read_vocab(os.path.join(output_dir, metadata["labels"]["file"]))
+  tokenizer = metadata.get("tokenizer", {})
+  suffix = tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
   context_spec, sequence_spec = contract.parsing_spec(task)
   # Shards in order, one file at a time: "the first N" is then the pipeline's own order.
   dataset = tf.data.TFRecordDataset(paths, compression_type=contract.compression_type(metadata))
   decoded = []
   for index, serialized in enumerate(dataset.take(n)):
     context, sequences = tf.io.parse_single_sequence_example(serialized, context_spec, sequence_spec)
-    decoded.append(f"  [{index}] " + decode_example(task, context, sequences, token_vocab, label_vocab))
+    decoded.append(f"  [{index}] " + decode_example(task, context, sequences, token_vocab, label_vocab, suffix))
   layout = {"tag": " (token/LABEL)", "classify": " (LABEL, then tokens)"}.get(task, "")
+  if suffix:
+    layout += f" (pieces joined into words at '{suffix}')"
   total = metadata["splits"][split]["examples"]
   return [f"first {len(decoded)} of {total} {split} examples{layout}:"] + decoded
 

@@ -174,7 +174,7 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_runs):
     assert split_info["characters"] > split_info["tokens"] > 0
   assert unknown > 0  # the long word
   rates = metadata["unk_rate"]
-  pooled = (rates["train"] * metadata["splits"]["train"]["tokens"] + rates["eval"] * metadata["splits"]["eval"]["tokens"])
+  pooled = sum(rates[s] * metadata["splits"][s]["tokens"] for s in contract.SPLITS)
   assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.SPLITS)
 
 
@@ -221,3 +221,16 @@ def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
   assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.NUM_RESERVED
   served = serve(str(output_dir), ["never seen, at all", ""])
   assert served[contract.TOKENS].to_list() == [[contract.UNK_ID] * 5, []]
+
+
+def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
+  from pipeline import inspect  # pylint: disable=g-import-not-at-top
+  output_dir = wordpiece_tag_runs[0]
+  lines = inspect.example_lines(output_dir, read_metadata(output_dir), "train", 30)
+  assert "pieces joined into words" in lines[0]
+  shown = lambda word: contract.UNK_TOKEN if word == LONG_WORD else word  # pylint: disable=unnecessary-lambda-assignment
+  expected = {" ".join(f"{shown(w)}/{label}" for w, label in s) for s in SENTENCES}
+  for line in lines[1:]:
+    assert line.split("] ", 1)[1] in expected, line
+  assert inspect.join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##") == (
+      ["unhelpful", "cat"], ["ADJ", "NOUN"])
