@@ -6,7 +6,8 @@ function, so raw text is tokenized and mapped to ids exactly as the shards were.
 
 Outputs by task:
   tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
-            ("" past the length), length [batch]
+            ("" past the length), length [batch]; with a wordpiece transform_fn, labels,
+            label_ids and length are per word (the label of each word's first piece)
   classify: label_id [batch], label [batch] string, probabilities [batch, classes]
   lm:       log_likelihood [batch] (sum over predicted tokens), predicted_tokens [batch] int64,
             length [batch]
@@ -59,6 +60,12 @@ class ServingModule(tf.Module):
       label_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
       label_ids = tf.where(token_ids != contract.PAD_ID, label_ids, contract.PAD_ID)
       labels = tf.where(label_ids != contract.PAD_ID, tf.gather(self.label_names, label_ids), "")
+      if "word_start" in transformed:  # wordpiece: one label per word, its first piece's
+        first_pieces = transformed["word_start"] > 0
+        label_ids = tf.ragged.boolean_mask(tf.RaggedTensor.from_tensor(label_ids, lengths=length), first_pieces)
+        labels = tf.ragged.boolean_mask(tf.RaggedTensor.from_tensor(labels, lengths=length), first_pieces)
+        length = label_ids.row_lengths()
+        label_ids, labels = label_ids.to_tensor(contract.PAD_ID), labels.to_tensor("")
       return {"label_ids": label_ids, "labels": labels, "token_ids": token_ids, "length": length}
     if self.task == "classify":
       label_id = tf.argmax(logits, axis=-1, output_type=tf.int64)
