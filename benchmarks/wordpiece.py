@@ -50,20 +50,8 @@ def bits_per_char(metrics: dict, metadata: dict) -> float:
   return metrics["eval_loss"] * predicted / math.log(2) / split["characters"]
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--corpus", required=True, help="prose, one record per line (benchmarks.corpus)")
-  parser.add_argument("--tagged", default=os.path.join(common.REPO, "data", "demo", "tagged.conll"))
-  parser.add_argument("--max_vocab", type=int, default=8000)
-  parser.add_argument("--rounds", type=int, default=1, help="alternating word/wordpiece pipeline pairs")
-  parser.add_argument("--lm_steps", type=int, default=300)
-  parser.add_argument("--tag_steps", type=int, default=300)
-  parser.add_argument("--work_dir", default="/tmp/wp/bench")
-  parser.add_argument("--out", default=None, help="JSON results file")
-  args = parser.parse_args()
-  work = common.work_dir(args.work_dir)
-  results = {"machine": common.machine(), "git": common.git_state(), "load_before": common.load_average()}
-
+def pipeline_part(args, work, results) -> dict:
+  """Alternating word / wordpiece runs on the prose corpus → metadata per tokenizer."""
   seconds = {t: [] for t in TOKENIZERS}
   metadata = {}
   for round_index in range(args.rounds):
@@ -76,28 +64,34 @@ def main():
   corpus_mb = os.path.getsize(args.corpus) / 1e6
   rows = []
   for tokenizer in TOKENIZERS:
-    m = metadata[tokenizer]
+    m, median = metadata[tokenizer], stats.median(seconds[tokenizer])
     rows.append([tokenizer, m["vocab"]["size"], f"{100 * m['unk_rate']['eval']:.3f}%",
                  f"{100 * m['unk_rate']['train']:.3f}%", m["splits"]["eval"]["tokens"],
-                 f"{stats.median(seconds[tokenizer]):.1f}", f"{corpus_mb / stats.median(seconds[tokenizer]):.3f}"])
+                 f"{median:.1f}", f"{corpus_mb / median:.3f}"])
   ratio = stats.median(seconds["word"]) / stats.median(seconds["wordpiece"])
   results["pipeline"] = {"seconds": seconds, "throughput_ratio_wordpiece_over_word": round(ratio, 3),
                          "unk_rate": {t: metadata[t]["unk_rate"] for t in TOKENIZERS}}
   common.report(f"Pipeline on {corpus_mb:.1f} MB prose, --max_vocab {args.max_vocab} "
                 f"(throughput wordpiece/word = {ratio:.2f})", rows,
                 ["tokenizer", "vocab", "eval unk", "train unk", "eval tokens", "median s", "MB/s"])
+  return metadata
 
+
+def lm_part(args, work, results) -> None:
   rows = []
   for tokenizer in TOKENIZERS:
-    metrics = train(os.path.join(work, f"lm_{tokenizer}"), os.path.join(work, f"lm_model_{tokenizer}"),
-                    args.lm_steps, os.path.join(work, f"lm_train_{tokenizer}.log"))
-    bpc = bits_per_char(metrics, metadata[tokenizer])
+    data_dir = os.path.join(work, f"lm_{tokenizer}")
+    metrics = train(data_dir, os.path.join(work, f"lm_model_{tokenizer}"), args.lm_steps,
+                    os.path.join(work, f"lm_train_{tokenizer}.log"))
+    bpc = bits_per_char(metrics, common.read_json(os.path.join(data_dir, "metadata.json")))
     results.setdefault("lm", {})[tokenizer] = {"eval_bits_per_char": bpc, "metrics": metrics}
     rows.append([tokenizer, args.lm_steps, f"{metrics['eval_loss']:.3f}", f"{metrics['eval_perplexity']:.1f}",
                  f"{bpc:.3f}"])
   common.report(f"LM after {args.lm_steps} steps", rows,
                 ["tokenizer", "steps", "eval loss/token", "perplexity", "eval bits/char"])
 
+
+def tag_part(args, work, results) -> None:
   rows = []
   for tokenizer in TOKENIZERS:
     data_dir = os.path.join(work, f"tag_{tokenizer}")
@@ -110,11 +104,33 @@ def main():
                  f"{100 * metrics['eval_accuracy']:.2f}%"])
   common.report("Tagger on data/demo/tagged.conll (accuracy per word: continuation pieces carry no label)",
                 rows, ["tokenizer", "vocab", "steps", "eval accuracy"])
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--corpus", required=True, help="prose, one record per line (benchmarks.corpus)")
+  parser.add_argument("--tagged", default=os.path.join(common.REPO, "data", "demo", "tagged.conll"))
+  parser.add_argument("--max_vocab", type=int, default=8000)
+  parser.add_argument("--rounds", type=int, default=1, help="alternating word/wordpiece pipeline pairs")
+  parser.add_argument("--lm_steps", type=int, default=300)
+  parser.add_argument("--tag_steps", type=int, default=300)
+  parser.add_argument("--parts", default="pipeline,lm,tag", help="which parts to run (lm reuses pipeline's output)")
+  parser.add_argument("--work_dir", default="/tmp/wp/bench")
+  parser.add_argument("--out", default=None, help="JSON results file")
+  args = parser.parse_args()
+  work = common.work_dir(args.work_dir)
+  parts = args.parts.split(",")
+  results = {"machine": common.machine(), "git": common.git_state(), "load_before": common.load_average()}
+  if "pipeline" in parts:
+    pipeline_part(args, work, results)
+  if "lm" in parts:
+    lm_part(args, work, results)
+  if "tag" in parts:
+    tag_part(args, work, results)
   results["load_after"] = common.load_average()
   if args.out:
     common.write_json(args.out, results)
-  print(json.dumps({"throughput_ratio": results["pipeline"]["throughput_ratio_wordpiece_over_word"],
-                    "unk_rate": results["pipeline"]["unk_rate"]}))
+  print(json.dumps({part: results.get(part) for part in ("pipeline", "lm", "tag") if part in results})[:2000])
 
 
 if __name__ == "__main__":

@@ -66,20 +66,22 @@ def test_record_table_concatenates_records_with_offsets():
   assert offsets.tolist() == [0, len(one[0]), len(one[0]) + len(one[1]), len(data)]
 
 
-def transformed_batch(token_rows, truncated):
+def transformed_batch(token_rows, truncated, characters):
   lists = pa.large_list(pa.int64())
   return pa.record_batch(
       [pa.array(token_rows, lists), pa.array([[len(r)] for r in token_rows], lists),
-       pa.array([[t] for t in truncated], lists)],
-      names=[contract.TOKENS, contract.LENGTH, "truncated"])
+       pa.array([[t] for t in truncated], lists), pa.array([[c] for c in characters], lists)],
+      names=[contract.TOKENS, contract.LENGTH, "truncated", "characters"])
 
 
 def test_encode_transform_drops_empty_rows_and_counts():
-  batch = transformed_batch([[2, 3], [], [4]], truncated=[1, 0, 0])
+  batch = transformed_batch([[2, contract.UNK_ID], [], [4]], truncated=[1, 0, 0], characters=[7, 5, 3])
   with test_pipeline() as p:
     out = p | beam.Create([batch]) | EncodeSequenceExamples("lm", "train")
     assert_that(out.serialized | beam.FlatMap(lambda records: records),
-                equal_to([python_proto(2, [2, 3]), python_proto(1, [4])]), label="records")
+                equal_to([python_proto(2, [2, contract.UNK_ID]), python_proto(1, [4])]), label="records")
+    # The empty row's characters are not counted: it is filtered, not written.
     assert_that(out[counts.COUNTS], equal_to([
         ("filtered/empty", 1), ("examples/train", 2), ("tokens/train", 3), ("truncated", 1),
+        ("unknown/train", 1), ("characters/train", 10),
         ("length/train/1", 1), ("length/train/2", 1)]), label="counts")
