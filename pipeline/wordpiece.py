@@ -8,10 +8,11 @@ tokenizer does (pipeline/tokenize.py), and this module turns words into pieces:
             vocabulary does), keeps each partition's `MAX_LEARNER_WORDS` most frequent words
             and its character counts, and TF Text's learner
             (`wordpiece_tokenizer_learner_lib`) turns the most frequent words overall
-            into at most `--max_vocab - 2` pieces. The analyzer outputs the pieces as an
-            asset (`transform_fn/assets/tokens`, copied to vocab.txt) and the compiled
-            `FastWordpieceTokenizer` model as a string constant of the graph, so the
-            tokenizer is built at graph-construction time from a tensor, not a file.
+            into at most `--max_vocab - 2` pieces. The analyzer writes two assets: the
+            pieces (`transform_fn/assets/tokens`, copied to vocab.txt) and the compiled
+            `FastWordpieceTokenizer` model, which the graph reads into the tensor the
+            tokenizer is built from (a model known only after analysis cannot be a
+            Python constant at graph-construction time).
   apply     `tokenize_words`: words → piece ids with `FastWordpieceTokenizer`, plus a
             per-piece `word_start` flag (1 on the first piece of each word).
 
@@ -30,7 +31,6 @@ import uuid
 from typing import Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 import tensorflow_transform as tft
@@ -128,7 +128,8 @@ def learn_from_summaries(summaries: Iterable[Tuple[List[Tuple[str, int]], dict]]
     chars.update(partition_chars)
   words.sort(key=lambda item: (-item[1], item[0]))
   words = words[:MAX_LEARNER_WORDS]
-  spelled = {char for word, _ in words for char in word} | {word for word, _ in words}
+  # Characters the learner will see: those of the words it keeps (not of longer ones).
+  spelled = {char for word, _ in words if len(word) <= MAX_PIECE_CHARS for char in word}
   words += [(char, n) for char, n in chars.items() if char not in spelled]
   return learn(words, vocab_size, min_count)
 

@@ -229,7 +229,8 @@ def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
   output_dir = wordpiece_tag_runs[0]
   lines = inspect.example_lines(output_dir, read_metadata(output_dir), "train", 30)
   assert "pieces joined into words" in lines[0]
-  shown = lambda word: contract.UNK_TOKEN if word == LONG_WORD else word  # pylint: disable=unnecessary-lambda-assignment
+  pieces = set(contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))[contract.NUM_RESERVED:])
+  shown = lambda word: word if oracle_pieces(word, pieces) else contract.UNK_TOKEN  # pylint: disable=unnecessary-lambda-assignment
   expected = {" ".join(f"{shown(w)}/{label}" for w, label in s) for s in SENTENCES}
   for line in lines[1:]:
     assert line.split("] ", 1)[1] in expected, line
