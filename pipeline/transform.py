@@ -85,11 +85,12 @@ def make_preprocessing_fn(config: PipelineConfig):
     outputs = {CHARACTERS: characters(inputs["text"], inputs["tokens"])}
     if config.tokenizer == "wordpiece":
       # Each word gives at least one piece, so cutting words first keeps the first max_length pieces.
+      too_many_words = words.row_lengths() > config.max_length
       words = words[:, :config.max_length]
       _, tokenizer = wordpiece.learn_tokenizer(
           words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab), config.min_count)
       ids, word_start = wordpiece.tokenize_words(tokenizer, words)
-      truncated = tf.cast(ids.row_lengths() > config.max_length, tf.int64)
+      truncated = tf.cast(too_many_words | (ids.row_lengths() > config.max_length), tf.int64)
       outputs[contract.TOKENS] = ids[:, :config.max_length]
       outputs[WORD_START] = word_start[:, :config.max_length]
     else:

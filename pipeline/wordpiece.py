@@ -26,7 +26,9 @@ with a character no piece covers, becomes one `<unk>` piece: never dropped.
 """
 
 import collections
+import logging
 import os
+import time
 import uuid
 from typing import Iterable, List, Sequence, Tuple
 
@@ -143,7 +145,9 @@ class _LearnWordpiece(tft_beam.experimental.PTransformAnalyzer):
 
   def expand(self, batches):
     def write(summaries):
+      start = time.perf_counter()
       pieces = learn_from_summaries(summaries, self.vocab_size, self.min_count)
+      logging.info("WordPiece: learned %d pieces in %.1f s", len(pieces), time.perf_counter() - start)
       directory = os.path.join(self.base_temp_dir, uuid.uuid4().hex)
       tf.io.gfile.makedirs(directory)
       paths = [os.path.join(directory, self.file_name), os.path.join(directory, self.file_name + MODEL_SUFFIX)]

@@ -213,15 +213,17 @@ def test_serving_transform_fn_tokenizes_like_the_shards(wordpiece_tag_runs):
 
 def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
   corpus = tmp_path / "tiny.txt"
-  corpus.write_text("two words\nthree more words\n", encoding="utf-8")
+  corpus.write_text("two words\nthree more words\none two three four\n", encoding="utf-8")
   output_dir = tmp_path / "out"
   preprocess(corpus, output_dir, "text", "lm", "--tokenizer", "wordpiece", "--min_count", "1000",
-             "--eval_fraction", "0")
+             "--eval_fraction", "0", "--max_length", "3")
   assert contract.read_vocab(str(output_dir / contract.VOCAB_FILE)) == list(contract.RESERVED_TOKENS)
   metadata = read_metadata(output_dir)
   assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.NUM_RESERVED
+  # 4 words of one piece each, cut to 3 pieces: counted as truncated although no word had 2 pieces.
+  assert metadata["counts"]["truncated"] == 1 and metadata["splits"]["train"]["tokens"] == 2 + 3 + 3
   served = serve(str(output_dir), ["never seen, at all", ""])
-  assert served[contract.TOKENS].to_list() == [[contract.UNK_ID] * 5, []]
+  assert served[contract.TOKENS].to_list() == [[contract.UNK_ID] * 3, []]
 
 
 def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
