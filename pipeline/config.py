@@ -19,6 +19,7 @@ class PipelineConfig:
   compression: str = "none"
   max_error_fraction: float = 0.1
   max_record_bytes: int = 1 << 20
+  vocab_partitions: int = 0  # 0 = automatic: one per vocabulary.BYTES_PER_PARTITION of input
 
   def options(self) -> dict:
     """The options that shape the output, as recorded in metadata.json."""

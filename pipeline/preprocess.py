@@ -25,6 +25,7 @@ nothing is downloaded.
 """
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -47,6 +48,7 @@ from pipeline import counts
 from pipeline import read
 from pipeline import statistics
 from pipeline import transform
+from pipeline import vocabulary
 from pipeline import write
 from pipeline.config import PipelineConfig
 from pipeline.encode import EncodeSequenceExamples
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
   parser.add_argument("--max_record_bytes", type=int, default=1 << 20,
                       help="records longer than this are dead letters (default 1 MiB)")
+  parser.add_argument("--vocab_partitions", type=int, default=0,
+                      help="hash partitions the vocabulary is counted in; 0 = one per 256 MB of input")
   return parser
 
 
@@ -118,8 +122,8 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError("--eval_fraction must be in [0, 1)")
   if config.max_vocab is not None and config.max_vocab <= contract.NUM_RESERVED:
     raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
-  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0:
-    raise UsageError("--max_length and --min_count must be >= 1, --num_shards >= 0")
+  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
+    raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -166,6 +170,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   not records, back to the runner (see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
+  config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
+      config.vocab_partitions, sum(f.size for f in input_files)))
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=read.BATCH_SIZE):
@@ -265,7 +271,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
       task=known.task, eval_fraction=known.eval_fraction, num_shards=known.num_shards,
       max_vocab=known.max_vocab, min_count=known.min_count, max_length=known.max_length,
       lowercase=known.lowercase, compression=known.compression,
-      max_error_fraction=known.max_error_fraction, max_record_bytes=known.max_record_bytes)
+      max_error_fraction=known.max_error_fraction, max_record_bytes=known.max_record_bytes,
+      vocab_partitions=known.vocab_partitions)
   try:
     check_config(config)
     input_files = match_inputs(config.inputs)
