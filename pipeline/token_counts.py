@@ -132,45 +132,55 @@ def concat(parts: Sequence[TokenCounts]) -> TokenCounts:
                      np.concatenate([part.data for part in parts]))
 
 
-def merge(parts: Sequence[TokenCounts]) -> TokenCounts:
+def merge(parts: List[TokenCounts]) -> TokenCounts:
   """Sums the counts of the same token across parts (and within one): sorted, distinct.
 
   The result is sorted by fingerprint, and where different tokens share one, by bytes.
+  The list `parts` is emptied, so that each input is freed as soon as it is copied, and
+  each array is replaced by its sorted copy one at a time: the peak stays within about
+  twice what the inputs hold.
   """
   merged = concat(parts)
-  del parts
-  n = len(merged)
-  if n == 0:
+  parts.clear()
+  if len(merged) == 0:
     return merged
+  data = merged.data
   order = np.argsort(merged.fingerprints, kind="stable")  # parts come sorted: runs merge fast
   fingerprints = merged.fingerprints[order]
+  merged.fingerprints = None
   starts = merged.offsets[:-1][order]
-  lengths = merged.offsets[1:][order] - starts
+  lengths = merged.offsets[1:][order]
+  merged.offsets = None
+  lengths -= starts
   counts = merged.counts[order]
-  del order
+  del merged, order
   # differs[i]: entries i and i + 1 hold different tokens.
   differs = fingerprints[1:] != fingerprints[:-1]
   same = np.flatnonzero(~differs)
   if same.size:
     same_length = lengths[same] == lengths[same + 1]
     equal = same_length.copy()
-    equal[same_length] = _ranges_equal(merged.data, starts[same[same_length]], starts[same[same_length] + 1],
-                                       lengths[same[same_length]])
+    candidates = same[same_length]
+    equal[same_length] = _ranges_equal(data, starts[candidates], starts[candidates + 1], lengths[candidates])
     differs[same[~equal]] = True
     # A fingerprint shared by different tokens: sort that run by bytes, compare in Python.
     for fingerprint in np.unique(fingerprints[same[~equal]]):
       lo = int(np.searchsorted(fingerprints, fingerprint, "left"))
       hi = int(np.searchsorted(fingerprints, fingerprint, "right"))
-      run = [(merged.data[s:s + l].tobytes(), i) for i, (s, l) in enumerate(zip(starts[lo:hi], lengths[lo:hi]))]
-      run.sort()
+      run = sorted((data[s:s + l].tobytes(), i) for i, (s, l) in enumerate(zip(starts[lo:hi], lengths[lo:hi])))
       perm = np.array([i for _, i in run]) + lo
       starts[lo:hi], lengths[lo:hi], counts[lo:hi] = starts[perm], lengths[perm], counts[perm]
       differs[lo:hi - 1] = [a != b for (a, _), (b, _) in zip(run[:-1], run[1:])]
-  firsts = np.concatenate([[0], np.flatnonzero(differs) + 1])
+  firsts = np.flatnonzero(differs)
   del differs
+  firsts += 1
+  firsts = np.concatenate([[0], firsts])
   counts = np.add.reduceat(counts, firsts)
-  offsets, data = gather_ranges(merged.data, starts[firsts], lengths[firsts])
-  return TokenCounts(fingerprints[firsts], counts, offsets, data)
+  fingerprints = fingerprints[firsts]
+  starts, lengths = starts[firsts], lengths[firsts]
+  del firsts
+  offsets, data = gather_ranges(data, starts, lengths)
+  return TokenCounts(fingerprints, counts, offsets, data)
 
 
 def select(counts: TokenCounts, min_count: int, top_k: Optional[int]) -> TokenCounts:

@@ -93,8 +93,7 @@ def _settle(parts: List[TokenCounts]) -> List[TokenCounts]:
   geometrically, so parts hold at most about 4/3 of the distinct tokens and each entry
   is merged O(log n) times, never once per batch."""
   while len(parts) >= 2 and len(parts[-2]) < 4 * len(parts[-1]):
-    last = parts.pop()
-    parts[-1] = token_counts.merge([parts[-1], last])
+    parts.append(token_counts.merge([parts.pop(-2), parts.pop()]))
   return parts
 
 
@@ -117,7 +116,7 @@ class MergeCountsFn(beam.CombineFn):
     return merged
 
   def compact(self, parts):
-    return [token_counts.merge(parts)] if len(parts) > 1 else parts
+    return [token_counts.merge(parts)] if len(parts) > 1 else parts  # merge() empties `parts`
 
   def extract_output(self, parts):
     return token_counts.merge(parts)
