@@ -34,7 +34,7 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top
 import tensorflow as tf
