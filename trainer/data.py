@@ -236,8 +236,8 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
                  native: Optional[bool] = None) -> tf.data.Dataset:
   """The dataset of per-replica batches for one input pipeline.
 
-  Records travel in chunks of CHUNK (tf.data costs about a microsecond per element and
-  stage, more across a parallel interleave), are parsed a pool at a time, and become
+  Records travel in chunks of CHUNK (tf.data has a cost per element and stage, higher
+  across a parallel interleave: BENCHMARKS.md), are parsed a pool at a time, and become
   elements one per replica batch. Training shuffles the files, the chunks (a buffer of
   `shuffle_buffer` records) and the rows of each pool, then the order of a pool's batches.
 
