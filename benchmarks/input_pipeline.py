@@ -109,7 +109,7 @@ def measure(data_dir: str, repeats: int = 2) -> dict:
 
 def print_tables(results: dict) -> str:
   fastest, raw_cpu = results["fastest_raw_per_s"], next(iter(results["rows"].values()))["cpu_seconds"]
-  rows = [(name, f"{r['per_s']:,}", f"{100 * r['per_s'] / fastest:.0f}%",
+  rows = [(name, f"{r['per_s']:,.0f}", f"{100 * r['per_s'] / fastest:.0f}%",
            f"{r['cpu_seconds']:.2f} ({r['cpu_seconds'] / raw_cpu:.1f}x)") for name, r in results["rows"].items()]
   text = common.report(f"Trainer input, {results['records']:,} train records in {results['shards']} shard(s)", rows,
                        ["stage", "records/s", "vs the fastest raw read", "CPU s, all threads (vs the raw read)"])
