@@ -354,6 +354,8 @@ def job_error_line(error: Exception) -> str:
 def run(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   known, pipeline_args = parser.parse_known_args(argv)
+  if not known.verbose:  # a failed job is our one error line, not Beam's logged tracebacks
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
   config = config_lib.from_flags(known)
   try:
     check_pipeline_args(pipeline_args, parser)
