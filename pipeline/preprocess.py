@@ -135,6 +135,8 @@ def _matches(pattern: str):
       continue
     if path.endswith("/") or (_is_local(path) and os.path.isdir(path)):
       continue  # a glob or directory names files; a directory inside is not read
+    if is_dir and _is_local(path) and not os.path.isfile(path):
+      continue  # nor a FIFO or socket in a directory
     found.append((path, metadata.size_in_bytes))
   if not found:
     what = "directory holds no regular, non-hidden file" if is_dir else (

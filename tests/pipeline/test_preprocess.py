@@ -151,20 +151,7 @@ def test_error_budget_exceeded_exits_2_without_completed(tmp_path):
     contract.read_metadata(str(out))
 
 
-@pytest.mark.parametrize("case", ["no_match", "not_empty", "bad_format", "text_for_tag"])
-def test_usage_errors_exit_2_with_one_line(tmp_path, case):
-  corpus = tmp_path / "c.txt"
-  corpus.write_text("a b\n", encoding="utf-8")
-  out = tmp_path / "out"
-  args = {"no_match": (tmp_path / "nothing*.txt", out, "text", "lm"),
-          "not_empty": (corpus, tmp_path, "text", "lm"),
-          "bad_format": (corpus, out, "csv", "lm"),
-          "text_for_tag": (corpus, out, "text", "tag")}[case]
-  process = preprocess(*args, check=False)
-  assert process.returncode == 2
-  last = process.stderr.strip().splitlines()[-1]
-  assert last.startswith("python -m pipeline.preprocess: error:"), process.stderr[-2000:]
-  assert "Traceback" not in process.stderr
+# Usage errors (exit 2, one line): test_bad_input_mix.test_usage_errors_name_the_path_in_one_line.
 
 
 def test_overwrite_refuses_foreign_files(tmp_path):

@@ -98,7 +98,7 @@ def test_content_key_is_stable_and_content_sensitive():
 
 
 def read_text_line_by_line(path, ranges, max_record_bytes):
-  """What ReadLinesDoFn gives for text, from `_lines` and parse_text_line alone."""
+  """What ReadLinesDoFn gives for text, from `read_lines` and parse_text_line alone."""
   texts, keys, dead, totals = [], [], [], collections.Counter()
   for file_range in ranges:
     with lines_lib.open_for_lines(file_range.path) as f:
