@@ -61,6 +61,11 @@ class Line(NamedTuple):
   too_long: bool
 
 
+def _line(offset: int, data: bytes, too_long: bool) -> Line:
+  """Line(offset, data, too_long), without the NamedTuple's Python-level __new__ (per line)."""
+  return tuple.__new__(Line, (offset, data, too_long))
+
+
 class InputChangedError(Exception):
   """An input file shrank or disappeared between listing and reading."""
 
@@ -207,8 +212,8 @@ class _PendingLine:
     self.offset, self.limit = offset, limit
     self.data, self.too_long = bytearray(), False
 
-  def __bool__(self):
-    return bool(self.data) or self.too_long
+  def empty(self) -> bool:
+    return not self.data and not self.too_long
 
   def take(self, part: bytes) -> None:
     if not self.too_long:
@@ -218,7 +223,7 @@ class _PendingLine:
   def finish(self, next_offset: int) -> Line:
     """The line so far; the next one starts at `next_offset`."""
     data = bytes(self.data[:TOO_LONG_PREFIX_BYTES] if self.too_long else self.data)
-    line = Line(self.offset, data, self.too_long)
+    line = _line(self.offset, data, self.too_long)
     self.offset, self.data, self.too_long = next_offset, bytearray(), False
     return line
 
@@ -246,32 +251,33 @@ def read_lines(f, position: int, end: int, max_record_bytes: int) -> Iterator[Li
   `max_record_bytes` comes with too_long set and its first bytes only.
   """
   pending = _PendingLine(position, max_record_bytes)
+  new_tuple = tuple.__new__  # Line(...) without the NamedTuple's Python-level __new__, per line
   after_cr = False  # the last piece ended in '\r': a '\n' next completes a '\r\n'
   while True:
-    at_line_start = not pending and not after_cr
-    if at_line_start and 0 <= end <= position:
+    if 0 <= end <= position and not after_cr and pending.empty():  # at a line start, past the range
       return
     piece = f.readline(max_record_bytes + 2)
     if not piece:
-      if pending:
+      if not pending.empty():
         yield pending.finish(position)
       return
     if after_cr:
       after_cr = False
       if piece.startswith(b"\n"):  # the '\n' of a '\r\n' whose '\r' ended the last line
         piece, position = piece[1:], position + 1
-        pending.offset = position
         if not piece:
           continue
     ended = piece.endswith(b"\n")
     body = piece[:-1] if ended else piece
     if ended and body.endswith(b"\r"):
       body = body[:-1]
-    if ended and not pending and b"\r" not in body:  # the common case: one whole line
-      pending.take(body)
+    if ended and b"\r" not in body and not pending.data and not pending.too_long:  # the common case:
+      too_long = len(body) > max_record_bytes                                       # one whole line
+      yield new_tuple(Line, (position, body[:TOO_LONG_PREFIX_BYTES] if too_long else body, too_long))
       position += len(piece)
-      yield pending.finish(position)
       continue
+    if pending.empty():  # a line starts here
+      pending.offset = position
     parts = body.split(b"\r")  # all but the last ended by a lone '\r'
     for part in parts[:-1]:
       pending.take(part)
