@@ -90,7 +90,8 @@ def _import_tensorflow_quietly() -> None:
 def add_flag(parser: argparse.ArgumentParser) -> None:
   """Lists --verbose in a CLI's --help (the flag itself is read when this module is imported)."""
   parser.add_argument(VERBOSE_FLAG, action="store_true", default=VERBOSE,
-                      help="show TensorFlow's C++ log lines (start-up, device, runtime), hidden by default")
+                      help="show tracebacks and TensorFlow's C++ log lines (start-up, device, runtime), "
+                      "hidden by default")
 
 
 if VERBOSE:

@@ -79,8 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
   config_lib.add_flags(parser)
   parser.add_argument("--overwrite", action="store_true",
                       help="replace the output of an earlier run in --output_dir")
-  parser.add_argument("--verbose", action="store_true",
-                      help="log progress, and show the traceback of an error")
+  quiet.add_flag(parser)  # --verbose: also logs progress and shows the traceback of an error
   return parser
 
 
