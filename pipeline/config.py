@@ -40,6 +40,8 @@ class PipelineConfig:
   max_record_bytes: int = _option(1 << 20, help="records longer than this are dead letters")
   encoding: str = _option("utf-8", help="the input files' encoding, any Python codec (latin-1, utf-16, ...); "
                           "a UTF-8 byte-order mark is skipped")
+  vocab_partitions: int = _option(0, help="hash partitions the vocabulary is counted in; "
+                                  "0 = automatic, one per 256 MB of input")
 
   def options(self) -> dict:
     """The options that shape the output, as recorded in metadata.json."""

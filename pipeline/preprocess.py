@@ -25,6 +25,7 @@ runs in this process on Beam's Python FnApiRunner, so nothing is downloaded.
 """
 
 import argparse
+import dataclasses
 import difflib
 import gc
 import json
@@ -52,6 +53,7 @@ from pipeline import lines
 from pipeline import read
 from pipeline import statistics
 from pipeline import transform
+from pipeline import vocabulary
 from pipeline import write
 from pipeline.config import PipelineConfig
 from pipeline.encode import EncodeSequenceExamples
@@ -185,8 +187,8 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError("--eval_fraction must be in [0, 1)")
   if config.max_vocab is not None and config.max_vocab <= contract.NUM_RESERVED:
     raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
-  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0:
-    raise UsageError("--max_length and --min_count must be >= 1, --num_shards >= 0")
+  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
+    raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -248,6 +250,8 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   not records, back to the runner (see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
+  config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
+      config.vocab_partitions, sum(f.size for f in input_files)))
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):

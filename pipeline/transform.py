@@ -67,7 +67,8 @@ def make_preprocessing_fn(config: PipelineConfig):
     tokens = tf.concat([tokenize.tokenize(text), given], axis=1)
     truncated = tf.cast(tokens.row_lengths() > config.max_length, tf.int64)
     tokens = tokens[:, :config.max_length]
-    vocabulary = vocab_lib.vocabulary(tokens, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
+    vocabulary = vocab_lib.vocabulary(tokens, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k,
+                                      num_partitions=config.vocab_partitions)
     outputs = {
         contract.TOKENS: _to_ids(tokens, vocabulary),
         contract.LENGTH: tokens.row_lengths(),
