@@ -150,6 +150,13 @@ class TopCountsFn(beam.CombineFn):
     return token_counts.ordered(token_counts.select(token_counts.concat(parts), self.min_count, self.top_k))
 
 
+def warn_if_large(name: str, size: int, top_k: Optional[int]) -> None:
+  if top_k is None and size > LARGE_VOCABULARY:
+    logging.warning("The %s vocabulary has %d entries (no --max_vocab): an embedding that size is rarely "
+                    "wanted; cap it with --max_vocab N (e.g. --max_vocab 100000) or raise --min_count",
+                    name, size)
+
+
 class _CountVocabulary(tft_beam.experimental.PTransformAnalyzer):
   """Batches of (distinct tokens, counts, fingerprints) → the path of a vocabulary file (one element)."""
 
@@ -162,10 +169,7 @@ class _CountVocabulary(tft_beam.experimental.PTransformAnalyzer):
     min_count, top_k = self.min_count, self.top_k
 
     def write(entries):
-      if top_k is None and len(entries) > LARGE_VOCABULARY:
-        logging.warning("The %s vocabulary has %d entries (no --max_vocab): an embedding that size is "
-                        "rarely wanted; cap it with --max_vocab N or raise --min_count", self.file_name,
-                        len(entries))
+      warn_if_large(self.file_name, len(entries), top_k)
       directory = os.path.join(self.base_temp_dir, uuid.uuid4().hex)
       tf.io.gfile.makedirs(directory)
       path = os.path.join(directory, self.file_name)

@@ -114,3 +114,12 @@ def test_partition_count_follows_the_input_unless_given():
   assert vocabulary.partition_count(0, 1) == 1
   assert vocabulary.partition_count(0, 10 * vocabulary.BYTES_PER_PARTITION + 1) == 11
   assert vocabulary.partition_count(0, 1 << 50) == vocabulary.MAX_PARTITIONS
+
+
+def test_an_uncapped_vocabulary_past_a_million_entries_is_warned_about(caplog):
+  vocabulary.warn_if_large("tokens", vocabulary.LARGE_VOCABULARY, None)
+  vocabulary.warn_if_large("tokens", vocabulary.LARGE_VOCABULARY + 1, 50_000)  # capped: as asked
+  assert not caplog.records
+  vocabulary.warn_if_large("tokens", vocabulary.LARGE_VOCABULARY + 1, None)
+  (record,) = caplog.records
+  assert "--max_vocab" in record.getMessage() and "\n" not in record.getMessage()
