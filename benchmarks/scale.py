@@ -118,7 +118,8 @@ def distinct_corpus(prose_path: str, path: str, every: int = 3) -> dict:
   if os.path.exists(path):
     return {"path": path, "reused": True}
   rng = random.Random(corpus.SEED)
-  next_id, lines = rng.randrange(1 << 40), 0
+  first_id = next_id = rng.randrange(1 << 40)
+  lines = 0
   with open(prose_path, encoding="utf-8") as source, open(path + ".part", "w", encoding="utf-8") as out:
     for line in source:
       words = line.split()
@@ -128,14 +129,14 @@ def distinct_corpus(prose_path: str, path: str, every: int = 3) -> dict:
       out.write(" ".join(words) + "\n")
       lines += 1
   os.replace(path + ".part", path)
-  return {"path": path, "identifiers": next_id, "lines": lines}
+  return {"path": path, "identifiers": next_id - first_id, "lines": lines}
 
 
 def distinct(size_mb: float, max_vocab: int) -> dict:
   work = common.work_dir()
   prose = corpus.build(size_mb)
   mixed = distinct_corpus(prose["path"], os.path.join(work, "corpora", f"distinct_{size_mb:g}mb.txt"))
-  rows = {}
+  rows = {"corpus": mixed}
   for name, path in (("prose", prose["path"]), ("distinct", mixed["path"])):
     output_dir = os.path.join(work, "scale", f"{name}_{size_mb:g}")
     rows[name] = {"mb": round(os.path.getsize(path) / 1e6, 1),
