@@ -17,7 +17,6 @@ import argparse
 import collections
 import json
 import os
-import random
 import sys
 import time
 import tracemalloc
@@ -117,8 +116,7 @@ def distinct_corpus(prose_path: str, path: str, every: int = 3) -> dict:
   """The prose with every `every`-th word replaced by a new identifier (a distinct token)."""
   if os.path.exists(path):
     return {"path": path, "reused": True}
-  rng = random.Random(corpus.SEED)
-  first_id = next_id = rng.randrange(1 << 40)
+  first_id = next_id = 1 << 20  # short hex identifiers: about as long as the words they replace
   lines = 0
   with open(prose_path, encoding="utf-8") as source, open(path + ".part", "w", encoding="utf-8") as out:
     for line in source:
