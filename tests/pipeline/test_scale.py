@@ -14,7 +14,7 @@ import time
 import pytest
 
 from pipeline import preprocess as preprocess_cli
-from pipeline import read
+from pipeline import lines
 from tests.conftest import ROOT, preprocess, read_metadata
 
 POOL_START_SECONDS = 120
@@ -112,7 +112,7 @@ def test_many_files_and_byte_ranges_read_once_and_the_vocabulary_is_exact(tmp_pa
     (tiny_dir / f"part-{i:04d}.txt").write_text("".join(line + "\n" for line in file_lines))
     lines += file_lines
   large_lines, size, n = [], 0, 0
-  while size < 40.5 * read.RANGE_BYTES:
+  while size < 40.5 * lines.RANGE_BYTES:
     line = " ".join([_zipf_word(rng) for _ in range(rng.randint(0, 12))] + [f"u{n}"]) if n % 50 else "  "
     large_lines.append(line)
     size += len(line) + 1
@@ -120,7 +120,7 @@ def test_many_files_and_byte_ranges_read_once_and_the_vocabulary_is_exact(tmp_pa
   large = tmp_path / "large.txt"
   large.write_text("".join(line + "\n" for line in large_lines))
   lines += large_lines
-  assert len(list(read.split_into_ranges(read.InputFile(str(large), size)))) == 41
+  assert len(list(lines.split_into_ranges(lines.InputFile(str(large), size)))) == 41
 
   counter = collections.Counter(token.encode() for line in lines for token in line.split())
   min_count = 2
