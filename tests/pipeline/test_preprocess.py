@@ -195,17 +195,6 @@ def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
   assert len(records) == len(TAGGED) * 40
 
 
-def test_portable_runner_gives_the_same_shards(tmp_path):
-  corpus = tmp_path / "corpus.conll"
-  write_conll(corpus, TAGGED * 10)
-  direct, portable = tmp_path / "direct", tmp_path / "portable"
-  preprocess(corpus, direct, "conll", "tag")
-  preprocess(corpus, portable, "conll", "tag", "--runner", "PortableRunner", "--job_endpoint", "embed",
-             "--environment_type", "LOOPBACK")
-  assert shard_bytes(direct) == shard_bytes(portable)
-  assert comparable_metadata(direct) == comparable_metadata(portable)
-
-
 def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
   import gzip  # pylint: disable=g-import-not-at-top
   (tmp_path / "in").mkdir()
