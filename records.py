@@ -88,7 +88,7 @@ def check_label(label, field: str) -> str:
 def parse_text_line(raw: bytes, task: str) -> Record:
   del task  # text is lm only (checked at the command line)
   text = decode(raw)
-  if not text.strip():
+  if is_blank(raw):
     raise Filtered("empty")
   return Record(text=text)
 
@@ -96,7 +96,7 @@ def parse_text_line(raw: bytes, task: str) -> Record:
 def parse_json_line(raw: bytes, task: str) -> Record:
   """One JSON object: `text` or `tokens`; `labels` (tag) or `label` (classify)."""
   line = decode(raw)
-  if not line.strip():
+  if is_blank(raw):
     raise Filtered("empty")
   try:
     obj = json.loads(line)
@@ -145,7 +145,11 @@ def parse_json_line(raw: bytes, task: str) -> Record:
 
 
 def is_blank(line: bytes) -> bool:
-  """Empty, or only whitespace, ASCII or Unicode (a no-break space line separates too)."""
+  """Empty, or only whitespace, ASCII or Unicode: what `not text.strip()` finds blank.
+
+  The one definition of a blank line: a blank text or JSON line is filtered as `empty`, a
+  blank CoNLL line separates sentences (a no-break space line too).
+  """
   stripped = line.strip()
   if not stripped:
     return True

@@ -6,7 +6,7 @@ setuptools.setup(
     name="rnn-sequence-pipeline",
     version="0.1.0",
     description="Beam + TFT pipeline to sharded SequenceExamples, and a tf.distribute RNN trainer",
-    py_modules=["contract", "records"],
+    py_modules=["contract", "records", "quiet"],
     packages=["pipeline", "trainer", "trainer.ops"],
     package_data={"trainer.ops": ["*.cc"]},  # built on first use (trainer/ops/__init__.py)
     python_requires=">=3.10",

@@ -1,13 +1,15 @@
 """Helpers shared by the benchmarks: subprocess timing with peak RSS, machine facts, JSON."""
 
+import argparse
 import json
+import logging
 import os
 import platform
 import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORK_DIR = "/tmp/rnn_bench"  # corpora and outputs; never inside the repo
@@ -19,30 +21,18 @@ def work_dir(path: Optional[str] = None) -> str:
   return path
 
 
-def _tree_rss_kb(root: int) -> int:
+def _tree_rss_kb(pid: int) -> int:
   """Resident KB of a process and all its descendants (Beam's worker processes too)."""
-  children: Dict[int, List[int]] = {}
-  for entry in os.listdir("/proc"):
-    if entry.isdigit():
-      try:
-        with open(f"/proc/{entry}/stat") as f:
-          parent = int(f.read().rsplit(")", 1)[1].split()[1])
-      except (OSError, IndexError, ValueError):
-        continue
-      children.setdefault(parent, []).append(int(entry))
-  total, stack = 0, [root]
-  while stack:
-    pid = stack.pop()
-    stack.extend(children.get(pid, []))
-    try:
-      with open(f"/proc/{pid}/status") as f:
-        for line in f:
-          if line.startswith("VmRSS:"):
-            total += int(line.split()[1])
-            break
-    except OSError:
-      pass
-  return total
+  try:
+    with open(f"/proc/{pid}/status") as f:
+      total = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):  # a child belongs to the thread that started it
+      with open(f"/proc/{pid}/task/{task}/children") as f:
+        children += f.read().split()
+  except (OSError, StopIteration):  # it exited meanwhile
+    return 0
+  return total + sum(_tree_rss_kb(int(child)) for child in children)
 
 
 def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional[Dict[str, str]] = None,
@@ -52,8 +42,7 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
   `peak_rss_mb` is that process's own peak (`os.wait4` returns the rusage of exactly this
   child and the children it reaped, so runs measured one after the other do not mix, as
   `RUSAGE_CHILDREN` would). `peak_tree_rss_mb` sums the process and its descendants,
-  sampled every `sample_seconds`, which is what counts when Beam starts worker processes;
-  `rss_timeline` keeps (seconds, MB) samples of that sum, about 60 of them.
+  sampled every `sample_seconds`, which is what counts when Beam starts worker processes.
 
   Raises:
     RuntimeError: the command failed (its log's tail is in the message).
@@ -62,7 +51,7 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
   if log_path != os.devnull:
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
   full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0", **(env or {})}
-  samples: List[Tuple[float, int]] = []
+  samples: List[int] = []
   with open(log_path, "w") as log:
     start = time.perf_counter()
     process = subprocess.Popen(list(argv), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
@@ -70,7 +59,7 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
 
     def sample():
       while not done.wait(sample_seconds):
-        samples.append((time.perf_counter() - start, _tree_rss_kb(process.pid)))
+        samples.append(_tree_rss_kb(process.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -82,58 +71,32 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
   if process.returncode != 0:
     tail = open(log_path).read()[-3000:] if log_path != os.devnull else ""
     raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}:\n{tail}")
-  step = max(1, len(samples) // 60)
   return {"seconds": round(seconds, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
           "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-          "peak_tree_rss_mb": round(max((kb for _, kb in samples), default=0) / 1024, 1),
-          "rss_timeline": [(round(t, 1), round(kb / 1024)) for t, kb in samples[::step]]}
+          "peak_tree_rss_mb": round(max(samples, default=0) / 1024, 1)}
 
 
 def python_module(module: str, *args) -> List[str]:
   return [sys.executable, "-m", module, *map(str, args)]
 
 
-def git_state() -> dict:
-  """The commit measured and whether the working tree differs (read-only git commands)."""
-  def git(*args):
-    try:
-      return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=30).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-      return None
-  return {"commit": git("rev-parse", "HEAD"), "subject": git("log", "-1", "--format=%s"),
-          "modified": git("status", "--short", "--untracked-files=no")}
-
-
 def machine() -> dict:
-  """The facts a reader needs to compare numbers across machines."""
+  """The facts a reader needs to compare numbers across machines, and the commit measured."""
   import importlib.metadata as metadata  # pylint: disable=g-import-not-at-top
-  versions = {}
-  for package in ("tensorflow", "keras", "apache-beam", "tensorflow-transform", "tfx-bsl", "pyarrow",
-                  "numpy", "protobuf", "regex"):
-    try:
-      versions[package] = metadata.version(package)
-    except metadata.PackageNotFoundError:
-      versions[package] = None
+  git = lambda *args: subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
   with open("/proc/meminfo") as f:
     memory_kb = int(f.readline().split()[1])
-  cpu_model = ""
   with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        cpu_model = line.split(":", 1)[1].strip()
-        break
+    cpu_model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
   return {"nproc": os.cpu_count(), "cpu": cpu_model, "memory_gb": round(memory_kb / 2**20, 1),
-          "python": platform.python_version(), "platform": platform.platform(),
-          "load_average": load_average(), "versions": versions, "git": git_state()}
+          "python": platform.python_version(), "platform": platform.platform(), "load_average": load_average(),
+          "versions": {package: metadata.version(package) for package in (
+              "tensorflow", "keras", "apache-beam", "tensorflow-transform", "tfx-bsl", "pyarrow", "numpy")},
+          "git": {"commit": git("rev-parse", "HEAD"), "modified": git("status", "--short", "--untracked-files=no")}}
 
 
 def load_average() -> List[float]:
   return [round(x, 2) for x in os.getloadavg()]
-
-
-def directory_bytes(path: str, prefix: str = "") -> int:
-  return sum(os.path.getsize(os.path.join(path, name)) for name in os.listdir(path)
-             if name.startswith(prefix) and os.path.isfile(os.path.join(path, name)))
 
 
 def read_json(path: str) -> dict:
@@ -155,3 +118,21 @@ def report(title: str, rows: Sequence[Sequence], header: Sequence[str]) -> str:
   text = "\n".join(lines) + "\n"
   print(text, flush=True)
   return text
+
+
+def main(doc: str, measure: Callable[[argparse.Namespace], object], print_tables: Callable[[object], str],
+         *arguments: Tuple[Sequence[str], dict], argv=None) -> int:
+  """A module's entry point: flags `arguments` ((names, kwargs) pairs) and --out; runs `measure`."""
+  spec = getattr(sys.modules["__main__"], "__spec__", None)
+  parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  for names, kwargs in arguments:
+    parser.add_argument(*names, **kwargs)
+  parser.add_argument("--out", default=None, help="write the results here as JSON")
+  args = parser.parse_args(argv)
+  logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+  results = measure(args)
+  print_tables(results)
+  if args.out:
+    write_json(args.out, results)
+  return 0

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -65,7 +64,6 @@ def build_example(ids) -> bytes:
 
 
 def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, compression="none") -> dict:
-  start = time.perf_counter()
   threshold = int(eval_fraction * (1 << 64))
   splits = {"train": [], "eval": []}
   counts = collections.Counter()
@@ -86,7 +84,6 @@ def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, com
         if split == "train":
           counts.update(tokens)
         splits[split].append(tokens)
-  tokenized = time.perf_counter()
 
   # Most frequent first; ties by the token's bytes, descending (TFT's order).
   vocab = sorted(counts, key=lambda t: (counts[t], t.encode("utf-8")), reverse=True)
@@ -94,7 +91,6 @@ def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, com
   os.makedirs(output_dir, exist_ok=True)
   with open(os.path.join(output_dir, "vocab.txt"), "w", encoding="utf-8") as f:
     f.write("".join(t + "\n" for t in [PAD, UNK] + vocab))
-  vocab_done = time.perf_counter()
 
   options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
   suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
@@ -111,12 +107,8 @@ def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, com
     for writer in writers:
       writer.close()
     tokens_written[split] = total
-  end = time.perf_counter()
   return {"read": read, "filtered": filtered, "truncated": truncated, "vocab_size": len(vocab) + NUM_RESERVED,
-          "examples": {s: len(v) for s, v in splits.items()}, "tokens": tokens_written,
-          "stage_seconds": {"read_tokenize_count": round(tokenized - start, 3),
-                            "vocab": round(vocab_done - tokenized, 3),
-                            "encode_write": round(end - vocab_done, 3)}}
+          "examples": {s: len(v) for s, v in splits.items()}, "tokens": tokens_written}
 
 
 def main(argv=None):

@@ -1,25 +1,49 @@
-"""The pipeline's options, as one frozen dataclass built from flags in the entry point."""
+"""The pipeline's options: one frozen dataclass, the only place a default is written.
 
+Each field is also a command-line flag (`--name`, or the `flag` in its metadata), built
+by `add_flags` from the field's type, default and metadata; `from_flags` builds the
+config back from the parsed flags. Adding an option is adding a field here.
+"""
+
+import argparse
 import dataclasses
+import typing
 from typing import Optional, Tuple
+
+import contract
+
+
+def _option(default=dataclasses.MISSING, help: str = "", **argparse_kwargs):  # pylint: disable=redefined-builtin
+  """A field that is also a flag: no default makes the flag required; `argparse_kwargs`
+  (flag, choices, action, metavar) go to add_argument."""
+  return dataclasses.field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-  inputs: Tuple[str, ...]
-  output_dir: str
-  file_format: str
-  task: str
-  eval_fraction: float = 0.1
-  num_shards: int = 0  # 0 = automatic: shards of about TARGET_SHARD_BYTES
-  max_vocab: Optional[int] = None  # including <pad> and <unk>
-  min_count: int = 1
-  max_length: int = 512
-  lowercase: bool = False
-  compression: str = "none"
-  max_error_fraction: float = 0.1
-  max_record_bytes: int = 1 << 20
-  tokenizer: str = "word"  # word | wordpiece (subword pieces learned on train)
+  inputs: Tuple[str, ...] = _option(
+      flag="--input", action="append", metavar="GLOB",
+      help="input files, globs or directories (local or gs://); repeat for several; .gz is read transparently")
+  output_dir: str = _option(help="where shards, vocabularies and metadata go")
+  file_format: str = _option(flag="--format", choices=contract.FORMATS)
+  task: str = _option(choices=contract.TASKS)
+  eval_fraction: float = _option(0.1, help="share of records (by a stable hash of their content) in eval")
+  num_shards: int = _option(0, help="train shards; 0 = automatic, about 128 MB each. "
+                            "Eval shards are always sized automatically")
+  max_vocab: Optional[int] = _option(None, help="vocabulary size cap, counting <pad> and <unk> (default: no cap)")
+  min_count: int = _option(1, help="drop tokens seen fewer times in train (they map to <unk>)")
+  max_length: int = _option(512, help="truncate longer sequences (counted)")
+  lowercase: bool = _option(False, help="lowercase tokens (default: case is preserved)")
+  compression: str = _option("none", choices=("none", "gzip"))
+  max_error_fraction: float = _option(
+      0.1, help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
+  max_record_bytes: int = _option(1 << 20, help="records longer than this are dead letters")
+  encoding: str = _option("utf-8", help="the input files' encoding, any Python codec (latin-1, utf-16, ...); "
+                          "a UTF-8 byte-order mark is skipped")
+  vocab_partitions: int = _option(0, help="hash partitions the vocabulary is counted in; "
+                                  "0 = automatic, one per 256 MB of input")
+  tokenizer: str = _option("word", choices=("word", "wordpiece"),
+                           help="word: one token per word; wordpiece: subword pieces learned on train")
 
   def options(self) -> dict:
     """The options that shape the output, as recorded in metadata.json."""
@@ -28,3 +52,36 @@ class PipelineConfig:
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
     return options
+
+
+def _flag_type(annotation):
+  """int for int and Optional[int], ...: what argparse converts a flag's value with."""
+  args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+  return args[0] if typing.get_origin(annotation) is typing.Union else annotation
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+  """Adds a flag for every PipelineConfig field, with the field's default."""
+  hints = typing.get_type_hints(PipelineConfig)
+  for field in dataclasses.fields(PipelineConfig):
+    kwargs = dict(field.metadata)
+    flag = kwargs.pop("flag", f"--{field.name}")
+    kwargs["dest"] = field.name
+    if field.default is dataclasses.MISSING:
+      kwargs["required"] = True
+    else:
+      kwargs["default"] = field.default
+      if kwargs["help"]:
+        kwargs["help"] += " (default: %(default)s)" if "default" not in kwargs["help"] else ""
+    if hints[field.name] is bool:
+      kwargs["action"] = argparse.BooleanOptionalAction
+    elif "action" not in kwargs:
+      kwargs["type"] = _flag_type(hints[field.name])
+    parser.add_argument(flag, **kwargs)
+
+
+def from_flags(flags: argparse.Namespace) -> PipelineConfig:
+  """The config of parsed flags (other flags in `flags` are ignored)."""
+  values = {field.name: getattr(flags, field.name) for field in dataclasses.fields(PipelineConfig)}
+  values["inputs"] = tuple(values["inputs"])
+  return PipelineConfig(**values)

@@ -23,7 +23,7 @@ import re
 import sys
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 

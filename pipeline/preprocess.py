@@ -18,13 +18,15 @@ Examples:
       --runner DataflowRunner --project P --region R --temp_location gs://bucket/tmp \
       --setup_file ./setup.py
 
-Every option this parser does not know is an Apache Beam pipeline option (--runner,
---direct_num_workers, --project, --flink_master, ...). Without --runner (or with
---runner DirectRunner) the job runs in this process on Beam's Python FnApiRunner, so
-nothing is downloaded.
+Every other option must be an Apache Beam pipeline option (--runner,
+--direct_num_workers, --project, --flink_master, ...); one that neither this parser nor
+Beam knows is a usage error. Without --runner (or with --runner DirectRunner) the job
+runs in this process on Beam's Python FnApiRunner, so nothing is downloaded.
 """
 
 import argparse
+import dataclasses
+import difflib
 import gc
 import json
 import logging
@@ -34,23 +36,32 @@ import sys
 import time
 from typing import List, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import contract
+from pipeline import arrow
+from pipeline import config as config_lib
 from pipeline import counts
+from pipeline import lines
 from pipeline import read
 from pipeline import statistics
 from pipeline import transform
+from pipeline import vocabulary
 from pipeline import write
 from pipeline.config import PipelineConfig
 from pipeline.encode import EncodeSequenceExamples
+from pipeline.split import Split
 
+# Dead letters that suggest the files are in another encoding (UTF-16 read as UTF-8 is
+# full of NUL bytes).
+_WRONG_ENCODING_REASONS = ("undecodable", "nul_byte")
 COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
 
 # What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
@@ -67,48 +78,100 @@ def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
       prog="python -m pipeline.preprocess", description=__doc__,
       formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--input", action="append", required=True, metavar="GLOB",
-                      help="input files (local or gs://); repeat for several globs; .gz is read transparently")
-  parser.add_argument("--output_dir", required=True, help="where shards, vocabularies and metadata go")
-  parser.add_argument("--format", required=True, choices=contract.FORMATS, dest="file_format")
-  parser.add_argument("--task", required=True, choices=contract.TASKS)
-  parser.add_argument("--eval_fraction", type=float, default=0.1,
-                      help="share of records (by a stable hash of their content) in eval (default 0.1)")
-  parser.add_argument("--num_shards", type=int, default=0,
-                      help="train shards; 0 = automatic, about 128 MB each (default). "
-                      "Eval shards are always sized automatically")
-  parser.add_argument("--max_vocab", type=int, default=None,
-                      help="vocabulary size cap, counting <pad> and <unk> (default: no cap)")
-  parser.add_argument("--min_count", type=int, default=1,
-                      help="drop tokens seen fewer times in train (they map to <unk>)")
-  parser.add_argument("--max_length", type=int, default=512, help="truncate longer sequences (counted)")
-  parser.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=False,
-                      help="lowercase tokens (default: case is preserved)")
-  parser.add_argument("--compression", choices=("none", "gzip"), default="none")
+  config_lib.add_flags(parser)
   parser.add_argument("--overwrite", action="store_true",
                       help="replace the output of an earlier run in --output_dir")
-  parser.add_argument("--max_error_fraction", type=float, default=0.1,
-                      help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
-  parser.add_argument("--max_record_bytes", type=int, default=1 << 20,
-                      help="records longer than this are dead letters (default 1 MiB)")
-  parser.add_argument("--tokenizer", choices=("word", "wordpiece"), default="word",
-                      help="word: one token per word; wordpiece: subword pieces learned on train (default word)")
+  quiet.add_flag(parser)  # --verbose: also logs progress and shows the traceback of an error
   return parser
 
 
-def match_inputs(globs: Sequence[str]) -> List[read.InputFile]:
-  """Expands the globs, in a stable order; a glob that matches nothing is a usage error."""
+def beam_option_parser() -> argparse.ArgumentParser:
+  """A parser that knows every Beam pipeline option, collected as Beam collects them."""
+  parser = beam_options._BeamArgumentParser(allow_abbrev=False)  # pylint: disable=protected-access
+  subclasses = {}  # as PipelineOptions.get_all_options: the last of each name wins
+  for cls in PipelineOptions.__subclasses__():
+    subclasses.setdefault(str(cls), cls)
+  for cls in subclasses.values():
+    cls._add_argparse_args(parser)  # pylint: disable=protected-access
+  return parser
+
+
+def check_pipeline_args(pipeline_args: Sequence[str], parser: argparse.ArgumentParser) -> None:
+  """Refuses what is left after our flags if Beam does not know it either (a typo)."""
+  beam_parser = beam_option_parser()
+  _, unknown = beam_parser.parse_known_args(list(pipeline_args))
+  if not unknown:
+    return
+  name = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+  if not name.startswith("-"):
+    raise UsageError(f"unexpected argument {name!r}")
+  name = name.split("=", 1)[0]
+  known = [option for p in (parser, beam_parser) for action in p._actions  # pylint: disable=protected-access
+           for option in action.option_strings if option.startswith("--")]
+  close = difflib.get_close_matches(name, known, n=1)
+  raise UsageError(f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
+                   + "; it is neither a pipeline option nor an Apache Beam one")
+
+
+def _is_glob(pattern: str) -> bool:
+  return any(char in pattern for char in "*?[")
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def _matches(pattern: str):
+  """(path, size) of each file `pattern` names: a file, the files directly inside a
+  directory (not hidden), or a glob's matches that are files."""
+  is_dir = tf.io.gfile.isdir(pattern)
+  try:
+    matched = FileSystems.match([os.path.join(pattern, "*") if is_dir else pattern])[0].metadata_list
+  except Exception as error:  # pylint: disable=broad-except  # Beam raises BeamIOError
+    raise UsageError(f"--input {pattern}: {error}") from None
+  found = []
+  for metadata in matched:
+    path = metadata.path
+    if is_dir and os.path.basename(path.rstrip("/")).startswith("."):
+      continue
+    if path.endswith("/") or (_is_local(path) and os.path.isdir(path)):
+      continue  # a glob or directory names files; a directory inside is not read
+    if is_dir and _is_local(path) and not os.path.isfile(path):
+      continue  # nor a FIFO or socket in a directory
+    found.append((path, metadata.size_in_bytes))
+  if not found:
+    what = "directory holds no regular, non-hidden file" if is_dir else (
+        "no file matches" if _is_glob(pattern) else "no such file")
+    raise UsageError(f"--input {pattern}: {what}")
+  return found
+
+
+def _check_readable(path: str) -> None:
+  """A local input that is not a regular file, or cannot be opened, is named now, not
+  found halfway through the job."""
+  if not _is_local(path):
+    return
+  if not os.path.isfile(path):
+    raise UsageError(f"--input {path}: not a regular file")
+  try:
+    with open(path, "rb") as f:
+      f.read(1)
+  except OSError as error:
+    raise UsageError(f"--input {path}: cannot be read ({error.strerror or error})") from None
+
+
+def match_inputs(patterns: Sequence[str]) -> List[lines.InputFile]:
+  """Expands files, directories and globs, in a stable order; see `_matches`.
+
+  A pattern that names no file, and an input that cannot be read, are usage errors.
+  """
   files = {}
-  for pattern in globs:
-    try:
-      matched = FileSystems.match([pattern])[0].metadata_list
-    except Exception as error:  # Beam raises BeamIOError for a missing directory
-      raise UsageError(f"--input {pattern}: {error}") from None
-    if not matched:
-      raise UsageError(f"--input {pattern}: no file matches")
-    for metadata in matched:
-      files[metadata.path] = metadata.size_in_bytes
-  return [read.InputFile(path, size) for path, size in sorted(files.items())]
+  for pattern in patterns:
+    for path, size in _matches(pattern):
+      files[path] = size
+  for path in files:
+    _check_readable(path)
+  return [lines.InputFile(path, size) for path, size in sorted(files.items())]
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -116,16 +179,35 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError("--format text has no labels: use --task lm, or jsonl/conll for tag and classify")
   if config.file_format == "conll" and config.task == "classify":
     raise UsageError("--format conll has one label per token: use --task tag (or lm)")
+  try:
+    lines.is_utf8(config.encoding)
+  except LookupError:
+    raise UsageError(f"--encoding {config.encoding}: not an encoding Python knows") from None
   if not 0.0 <= config.eval_fraction < 1.0:
     raise UsageError("--eval_fraction must be in [0, 1)")
   if config.max_vocab is not None and config.max_vocab <= contract.NUM_RESERVED:
     raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
-  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0:
-    raise UsageError("--max_length and --min_count must be >= 1, --num_shards >= 0")
+  if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
+    raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-  """Refuses a non-empty directory unless --overwrite; then removes only our own files."""
+  """Refuses a non-empty directory unless --overwrite; then removes only our own files.
+
+  Then makes OUTPUT_DIR/.tmp, so that a directory that cannot be written (a file, a
+  read-only file system) is a usage error now rather than a failure in the job.
+  """
+  if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+    raise UsageError(f"--output_dir {output_dir} is a file, not a directory")
+  try:
+    _clear_output_dir(output_dir, overwrite)
+    tf.io.gfile.makedirs(os.path.join(output_dir, write.TEMP_DIR))
+  except (OSError, tf.errors.OpError) as error:
+    reason = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
+    raise UsageError(f"--output_dir {output_dir}: cannot write there ({reason})") from None
+
+
+def _clear_output_dir(output_dir: str, overwrite: bool) -> None:
   if not tf.io.gfile.exists(output_dir):
     tf.io.gfile.makedirs(output_dir)
     return
@@ -158,7 +240,7 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
-                   input_files: Sequence[read.InputFile]) -> None:
+                   input_files: Sequence[lines.InputFile]) -> None:
   """ReadCorpus | Split | Analyze, then ReadCorpus | Split | Transform | Encode... | WriteShards.
 
   The files are read twice, which costs far less than keeping what was read: once to learn
@@ -168,18 +250,21 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   not records, back to the runner (see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
+  config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
+      config.vocab_partitions, sum(f.size for f in input_files)))
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
-  with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=read.BATCH_SIZE):
+  with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):
     first_read = (
         pipeline
         | "ReadCorpusToAnalyze" >> read.ReadCorpus(
-            input_files, config.file_format, config.task, config.max_record_bytes, report=False)).records
-    analyzed = first_read | "SplitToAnalyze" >> read.Split(config.eval_fraction)
+            input_files, config.file_format, config.task, config.max_record_bytes, report=False,
+            encoding=config.encoding)).records
+    analyzed = first_read | "SplitToAnalyze" >> Split(config.eval_fraction)
     transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
     corpus = pipeline | "ReadCorpus" >> read.ReadCorpus(
-        input_files, config.file_format, config.task, config.max_record_bytes)
-    splits = corpus.records | "Split" >> read.Split(config.eval_fraction)
+        input_files, config.file_format, config.task, config.max_record_bytes, encoding=config.encoding)
+    splits = corpus.records | "Split" >> Split(config.eval_fraction)
     all_counts = [corpus[counts.COUNTS],
                   corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
     for split in contract.SPLITS:
@@ -217,7 +302,7 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dic
           "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
 
 
-def finalize(config: PipelineConfig, input_files: Sequence[read.InputFile]) -> dict:
+def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
@@ -252,30 +337,41 @@ def finalize(config: PipelineConfig, input_files: Sequence[read.InputFile]) -> d
   record_counts = metadata["counts"]
   dead = sum(record_counts["dead_letter"].values())
   if record_counts["read"] and dead / record_counts["read"] > config.max_error_fraction:
+    undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
+    hint = (f"; {undecodable} do not decode as {config.encoding}: is --encoding right?"
+            if undecodable else "")
     raise UsageError(
         f"{dead} of {record_counts['read']} records are dead letters, over --max_error_fraction "
-        f"{config.max_error_fraction}; see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
+        f"{config.max_error_fraction}{hint}; see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
   with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.COMPLETED_FILE), "w") as f:
     f.write(metadata["created"] + "\n")
   return metadata
 
 
+def job_error_line(error: Exception) -> str:
+  """One line for a job that failed: the innermost error Beam's message carries."""
+  text = str(error)
+  found = re.findall(r"((?:\w+\.)*\w*(?:Error|Exception): [^\n]+)", text)
+  found = [line for line in found if not line.startswith("RuntimeError: ")] or found
+  line = found[-1] if found else (text.strip().splitlines() or [type(error).__name__])[-1]
+  return re.sub(r" \[while running '[^']*'\]$", "", line.split("\n")[0]).strip()
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   known, pipeline_args = parser.parse_known_args(argv)
-  config = PipelineConfig(
-      inputs=tuple(known.input), output_dir=known.output_dir, file_format=known.file_format,
-      task=known.task, eval_fraction=known.eval_fraction, num_shards=known.num_shards,
-      max_vocab=known.max_vocab, min_count=known.min_count, max_length=known.max_length,
-      lowercase=known.lowercase, compression=known.compression,
-      max_error_fraction=known.max_error_fraction, max_record_bytes=known.max_record_bytes,
-      tokenizer=known.tokenizer)
+  if not known.verbose:  # a failed job is our one error line, not Beam's logged tracebacks
+    logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+  config = config_lib.from_flags(known)
   try:
+    check_pipeline_args(pipeline_args, parser)
     check_config(config)
     input_files = match_inputs(config.inputs)
     prepare_output_dir(config.output_dir, known.overwrite)
     options = pipeline_options(pipeline_args)
   except UsageError as error:
+    if known.verbose:
+      logging.exception("usage error")
     parser.error(str(error))  # exits 2 with the usage line and one clear line
 
   logging.info("Reading %d files (%d bytes) into %s", len(input_files),
@@ -283,13 +379,19 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, config, input_files)
   # Hundreds of thousands of long-lived objects (TF, Beam, TFT) make each full garbage
-  # collection slow, and per-record work triggers many: measured 1.8-2.3 s of a 10 MB
-  # run. Freeze what exists now and collect less often.
+  # collection slow, and per-record work triggers many. Freeze what exists now and
+  # collect less often.
   gc.collect()
   gc.freeze()
   gc.set_threshold(50_000, 20, 100)
-  result = pipeline.run()
-  result.wait_until_finish()
+  try:
+    result = pipeline.run()
+    result.wait_until_finish()
+  except Exception as error:  # pylint: disable=broad-except  # no COMPLETED: a rerun starts over
+    if known.verbose:
+      raise
+    print(f"error: the job failed: {job_error_line(error)} (--verbose shows the traceback)", file=sys.stderr)
+    return 1
   log_counters(result)
   try:  # errors past this point are about the data, not the command line: no usage line
     metadata = finalize(config, input_files)

@@ -96,7 +96,8 @@ def make_preprocessing_fn(config: PipelineConfig):
     else:
       truncated = tf.cast(words.row_lengths() > config.max_length, tf.int64)
       words = words[:, :config.max_length]
-      vocabulary = vocab_lib.vocabulary(words, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k)
+      vocabulary = vocab_lib.vocabulary(words, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k,
+                                        num_partitions=config.vocab_partitions)
       outputs[contract.TOKENS] = _to_ids(words, vocabulary)
     outputs[contract.LENGTH] = outputs[contract.TOKENS].row_lengths()
     outputs[TRUNCATED] = truncated

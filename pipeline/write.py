@@ -17,7 +17,9 @@ temporary files too. Like theirs, runs of failed bundles are never read, and all
 removed with OUTPUT_DIR/.tmp when the job finishes.
 """
 
+import heapq
 import json
+import logging
 import math
 import os
 import struct
@@ -33,6 +35,7 @@ import contract
 from pipeline import counts
 
 TARGET_SHARD_BYTES = 128 << 20  # automatic shard count: shards of roughly 100-200 MB
+LARGE_SHARD_BYTES = 2 << 30  # a requested shard count that makes larger shards is warned about
 # The automatic count is decided before anything is encoded, from the records read: a
 # SequenceExample takes about twice the bytes of its record in Arrow (1.8x for plain text
 # with the 100 MB benchmark corpus, where each token id costs 5-8 bytes).
@@ -41,10 +44,16 @@ TEMP_DIR = ".tmp"  # under OUTPUT_DIR; removed when the job finishes
 RUNS_DIR = "runs"  # under TEMP_DIR
 RUN_BYTES = 64 << 20  # a worker writes its runs whenever it holds this many bytes of records
 DEAD_LETTER_FILE = "dead_letter.jsonl"
+DEAD_LETTER_RUNS_DIR = "dead_letter_runs"  # under TEMP_DIR
+MERGE_FAN_IN = 64  # runs merged at once: files open on one worker
 
 
 def shard_count(requested: int, total_bytes: int) -> int:
   if requested > 0:
+    if total_bytes / requested > LARGE_SHARD_BYTES:
+      logging.warning("--num_shards %d makes shards of about %.1f GB, and a worker holds a whole shard "
+                      "while it writes it; raise --num_shards, or leave it at 0 (automatic)",
+                      requested, total_bytes / requested / 1e9)
     return requested
   return max(1, math.ceil(total_bytes / TARGET_SHARD_BYTES))
 
@@ -254,37 +263,102 @@ class WriteShards(beam.PTransform):
         | "Write" >> beam.ParDo(_WriteShardDoFn(self.output_dir, self.split, self.compression), num_shards))
 
 
-def _dead_letter_line(dead_letter: dict) -> str:
-  return json.dumps(dead_letter, ensure_ascii=False, sort_keys=True)
+def _dead_letter_line(dead_letter: dict) -> bytes:
+  # JSON escapes every control character, so a line holds no byte below b" " and sorting
+  # lines with their b"\n" gives the order of the lines without it.
+  return json.dumps(dead_letter, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
 
 
-def _write_dead_letters(output_dir: str, lines: Iterable[str]) -> None:
-  lines = sorted(lines)
+def _new_dead_letter_run(output_dir: str) -> str:
+  runs_dir = os.path.join(output_dir, TEMP_DIR, DEAD_LETTER_RUNS_DIR)
+  tf.io.gfile.makedirs(runs_dir)
+  return os.path.join(runs_dir, f"{uuid.uuid4().hex}.jsonl")
+
+
+def merge_sorted_lines(paths: Sequence[str], out_path: str) -> None:
+  """Files of sorted lines → one file of all their lines, sorted; streamed, so memory
+  holds a line per file, not the files."""
+  files = [tf.io.gfile.GFile(path, "rb") for path in paths]
+  try:
+    with tf.io.gfile.GFile(out_path, "wb") as out:
+      buffer = []
+      for line in heapq.merge(*files):
+        buffer.append(line)
+        if len(buffer) >= 4096:
+          out.write(b"".join(buffer))
+          buffer = []
+      out.write(b"".join(buffer))
+  finally:
+    for f in files:
+      f.close()
+
+
+def _write_dead_letters(output_dir: str, runs: Sequence[str]) -> None:
+  """Sorted runs → errors/dead_letter.jsonl, every line sorted, merged MERGE_FAN_IN runs at
+  a time (a pass more for each factor of MERGE_FAN_IN), so few files are open at once."""
+  runs = sorted(runs)
+  while len(runs) > MERGE_FAN_IN:
+    merged = []
+    for start in range(0, len(runs), MERGE_FAN_IN):
+      merged.append(_new_dead_letter_run(output_dir))
+      merge_sorted_lines(runs[start:start + MERGE_FAN_IN], merged[-1])
+    runs = merged
   path = os.path.join(output_dir, contract.ERRORS_DIR, DEAD_LETTER_FILE)
   tf.io.gfile.makedirs(os.path.dirname(path))
+  write_atomically(output_dir, path, lambda temp_path: merge_sorted_lines(runs, temp_path))
 
-  def write(temp_path):
-    with tf.io.gfile.GFile(temp_path, "w") as f:
-      f.write("".join(line + "\n" for line in lines))
 
-  write_atomically(output_dir, path, write)
+class _WriteDeadLetterRunsDoFn(beam.DoFn):
+  """Dead-letter dicts → runs of sorted JSON lines (temporary files); emits their paths,
+  each time it holds RUN_BYTES of lines and at the end of every bundle."""
+
+  def __init__(self, output_dir: str):
+    self.output_dir = output_dir
+    self._lines, self._bytes = [], 0
+
+  def start_bundle(self):
+    self._lines, self._bytes = [], 0
+
+  def process(self, dead_letter):
+    line = _dead_letter_line(dead_letter)
+    self._lines.append(line)
+    self._bytes += len(line)
+    if self._bytes >= RUN_BYTES:
+      yield self._write_run()
+
+  def finish_bundle(self):
+    if self._lines:
+      yield beam.transforms.window.GlobalWindows.windowed_value(self._write_run())
+
+  def _write_run(self) -> str:
+    path = _new_dead_letter_run(self.output_dir)
+    self._lines.sort()
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(b"".join(self._lines))
+    self._lines, self._bytes = [], 0
+    return path
 
 
 class WriteDeadLetters(beam.PTransform):
-  """Dead-letter dicts → errors/dead_letter.jsonl (sorted); returns (name, n) counts."""
+  """Dead-letter dicts → errors/dead_letter.jsonl (sorted lines); returns (name, n) counts.
+
+  As the shards are, the file is written from sorted runs: only their paths meet on one
+  worker, which merges them as streams.
+  """
 
   def __init__(self, output_dir: str):
     super().__init__()
     self.output_dir = output_dir
 
   def expand(self, dead_letters):
-    lines = dead_letters | "ToJson" >> beam.Map(lambda d: (0, _dead_letter_line(d)))
+    runs = (dead_letters | "WriteRuns" >> beam.ParDo(_WriteDeadLetterRunsDoFn(self.output_dir))
+            | "Key" >> beam.Map(lambda path: (0, path)))
     always = dead_letters.pipeline | "Always" >> beam.Create([(0, None)])  # write even when empty
     _ = (
-        (lines, always)
+        (runs, always)
         | "Flatten" >> beam.Flatten()
-        | "Gather" >> beam.GroupByKey()
-        | "Write" >> beam.Map(lambda kv: _write_dead_letters(self.output_dir, [l for l in kv[1] if l])))
+        | "GatherRuns" >> beam.GroupByKey()
+        | "Write" >> beam.Map(lambda kv: _write_dead_letters(self.output_dir, [p for p in kv[1] if p])))
 
     def count(dead_letter):
       name = counts.key(counts.DEAD_LETTER, dead_letter["reason"])

@@ -22,15 +22,16 @@ tf.config.set_logical_device_configuration(
     [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_DEVICES)])
 
 
-def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: over a minute; run by `make test-all`, not `make test`")
-
-
 def run_cli(module, *args, check=True, env=None):
-  """Runs `python -m module args` from the repo root; returns the CompletedProcess."""
+  """Runs `python -m module args` from the repo root; returns the CompletedProcess.
+
+  `env` adds to this process's environment; a variable given as None is removed (e.g.
+  TF_CPP_MIN_LOG_LEVEL, set to 3 here, to see what a user's console shows).
+  """
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
   process = subprocess.run(
       [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}, timeout=900)
+      env={name: value for name, value in env.items() if value is not None}, timeout=900)
   if check and process.returncode != 0:
     raise AssertionError(f"{module} exited {process.returncode}:\n{process.stderr[-4000:]}")
   return process

@@ -13,14 +13,12 @@ native record parser of trainer/ops, or tf.io.parse_sequence_example without it)
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import contract  # pylint: disable=g-import-not-at-top
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
+import contract
 from trainer.config import DEFAULT_PAD_MULTIPLE
 from trainer.task import add_data_flags
 
@@ -37,10 +35,10 @@ def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: in
   from trainer import ops  # pylint: disable=g-import-not-at-top
   if native is None:
     native = ops.available()
-  metadata = contract.read_metadata(data_dir)
+  metadata = contract.load_metadata(data_dir)
   spec = data.bucket_spec(metadata, num_buckets, tokens_per_batch, replicas, pad_multiple)
-  dataset = data.make_dataset(contract.shard_paths(data_dir, metadata, split), metadata["task"], spec, replicas,
-                              training=False, compression=contract.compression_type(metadata), native=native)
+  dataset = data.make_dataset(contract.shard_paths(data_dir, metadata.raw, split), metadata.task, spec, replicas,
+                              training=False, compression=metadata.compression, native=native)
 
   def summary(batch):  # examples, tokens, rows, width
     shape = tf.cast(tf.shape(batch[contract.TOKENS]), tf.float32)
@@ -62,7 +60,7 @@ def measure(data_dir: str, num_buckets: int, tokens_per_batch: int, replicas: in
     shapes.update(zip(rows.astype(int).tolist(), widths.astype(int).tolist()))
     elements += len(chunk)
   seconds = time.perf_counter() - start
-  expected = metadata["splits"][split]["examples"]
+  expected = metadata.examples(split)
   return {"examples": examples, "tokens": tokens, "batches": elements // replicas, "shapes": len(shapes),
           "padding_waste": round(1 - tokens / max(slots, 1), 6), "examples_per_s": round(examples / seconds, 1),
           "dropped": expected - examples, "parser": "native" if native else "tf.io.parse_sequence_example",
@@ -73,6 +71,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m trainer.batches", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   add_data_flags(parser)
+  quiet.add_flag(parser)
   parser.add_argument("--split", choices=contract.SPLITS, default="train")
   args = parser.parse_args(argv)
   try:
@@ -85,7 +84,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main():
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  logging.basicConfig(level=logging.INFO if quiet.VERBOSE else logging.WARNING,
+                      format="%(levelname)s %(name)s: %(message)s")
   sys.exit(run())
 
 

@@ -22,7 +22,7 @@ weight 0, so no example is dropped and no replica gets an empty batch.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
@@ -44,23 +44,32 @@ class BucketSpec:
   pad_multiple: int = 0
 
 
-def max_length(metadata: dict) -> int:
-  lengths = [int(l) for split in metadata["length_histogram"].values() for l in split]
+def _typed(metadata: Union[contract.Metadata, Mapping]) -> contract.Metadata:
+  return metadata if isinstance(metadata, contract.Metadata) else contract.Metadata.from_dict(metadata)
+
+
+def max_length(metadata: Union[contract.Metadata, Mapping]) -> int:
+  """The longest sequence of any split (1 if there are none)."""
+  lengths = [length for histogram in _typed(metadata).length_histogram.values() for length in histogram]
   return max(lengths) if lengths else 1
 
 
-def bucket_spec(metadata: dict, num_buckets: int, tokens_per_batch: int, replicas: int,
-                pad_multiple: int = 0) -> BucketSpec:
+def bucket_spec(metadata: Union[contract.Metadata, Mapping], num_buckets: int, tokens_per_batch: int,
+                replicas: int, pad_multiple: int = 0) -> BucketSpec:
   """Boundaries from metadata.json and token-budget batch sizes for one input pipeline.
 
   Args:
-    metadata: the pipeline's metadata.json.
+    metadata: the pipeline's metadata.json (`contract.Metadata`, or the dict as read).
     num_buckets: one of contract.NUM_BUCKETS_CHOICES.
     tokens_per_batch: padded tokens per batch of this input pipeline.
     replicas: replicas fed by this input pipeline; batch sizes are multiples of it.
     pad_multiple: see BucketSpec.
+
+  For example, boundaries [4, 8] (and no longer eval sequence), a budget of 64 tokens and 2
+  replicas give batch sizes [16, 8]: 64 // 4 = 16 rows of width 4, 64 // 8 = 8 rows of width 8.
   """
-  boundaries = list(metadata["bucket_boundaries"][str(num_buckets)]["boundaries"]) or [1]
+  metadata = _typed(metadata)
+  boundaries = list(metadata.boundaries(num_buckets))
   longest = max_length(metadata)
   if longest > boundaries[-1]:  # an eval sequence longer than any train one: no drop
     boundaries.append(longest)
@@ -227,8 +236,8 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
                  native: Optional[bool] = None) -> tf.data.Dataset:
   """The dataset of per-replica batches for one input pipeline.
 
-  Records travel in chunks of CHUNK (tf.data costs about a microsecond per element and
-  stage, more across a parallel interleave), are parsed a pool at a time, and become
+  Records travel in chunks of CHUNK (tf.data has a cost per element and stage, higher
+  across a parallel interleave: BENCHMARKS.md), are parsed a pool at a time, and become
   elements one per replica batch. Training shuffles the files, the chunks (a buffer of
   `shuffle_buffer` records) and the rows of each pool, then the order of a pool's batches.
 

@@ -24,7 +24,7 @@ import os
 import sys
 from typing import Iterable, Iterator, List, Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 

@@ -17,13 +17,12 @@ The task, vocabulary and label sizes come from DATA_DIR/metadata.json.
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import time
 from typing import Optional, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import contract  # pylint: disable=g-import-not-at-top
 from trainer.config import DEFAULT_PAD_MULTIPLE, TrainerConfig

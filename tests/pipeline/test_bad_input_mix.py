@@ -1,11 +1,14 @@
 """Every bad-input kind in one mixed corpus per format, through the real CLI.
 
-Each format gets one corpus of several files: a file mixing good records with every bad
-kind that applies to the format, a zero-byte file, a file with no final newline, a file
-with mixed line ends (LF, CRLF, lone CR), invalid UTF-8, NUL bytes and records over
---max_record_bytes. The corpus is built record by record; each record's byte offset and
-fate (good, filtered with a reason, dead letter with a reason) is noted as it is written,
-and every expected count below is computed from those notes. The job must succeed with
+Each format gets one corpus of several files in one directory, read with `--input DIR`:
+a file mixing good records with every bad kind that applies to the format, a zero-byte
+file, a file with no final newline, a file with mixed line ends (LF, CRLF, lone CR),
+invalid UTF-8, NUL bytes, records over --max_record_bytes, and files that start with a
+UTF-8 byte-order mark (plain and gzipped), which is no part of their first record. A
+hidden file and a subdirectory in the directory are not read. The corpus is built record
+by record; each record's byte offset and fate (good, filtered with a reason, dead letter
+with a reason) is noted as it is written, and every expected count below is computed
+from those notes. The job must succeed with
 `read == written + filtered + dead_letter`, the right count per reason, one errors/ row
 per dead letter (at the right file and offset), and the good records intact.
 
@@ -21,9 +24,13 @@ The last tests, on the reader alone, pin four bugs found while writing this file
 fixed): a line of max_record_bytes + 1 bytes ended by LF was kept; lone-CR records were
 length-checked as one line, so short ones were merged into one dead letter; a JSON escape
 of a lone surrogate crashed the job; so did JSON nested deeper than Python's stack.
+
+Other encodings, usage errors and input that changes under the job: test_input_files.py.
 """
 
+import codecs
 import collections
+import gzip
 import json
 import os
 from typing import NamedTuple, Optional, Tuple
@@ -56,9 +63,9 @@ LINE_ENDS = (b"\n", b"\r\n", b"\r", b"")  # b"": the end of the file, no final n
 class CorpusFile:
   """One input file, built record by record; remembers each record's offset and fate."""
 
-  def __init__(self, directory, name):
+  def __init__(self, directory, name, bom=False):
     self.path = os.path.join(str(directory), name)
-    self.data = bytearray()
+    self.data = bytearray(codecs.BOM_UTF8 if bom else b"")  # offsets count it: they are file offsets
     self.records = []  # (offset, raw record bytes as the reader sees them, fate)
     self.ended = False
 
@@ -88,8 +95,10 @@ class CorpusFile:
     self.records.append((offset, b"\n".join(rows), fate))
 
   def write(self):
+    """Writes the file (gzipped if its name ends in .gz: offsets are in the uncompressed data)."""
+    data = bytes(self.data)
     with open(self.path, "wb") as f:
-      f.write(bytes(self.data))
+      f.write(gzip.compress(data, mtime=0) if self.path.endswith(".gz") else data)
     return self.path
 
 
@@ -135,8 +144,7 @@ def text_corpus(directory):
   mixed.record(*text_good("tabs\tinside  the   line"))
   mixed.record(b"x" * 300, Dead("record_too_long"))
   mixed.record(b"m" * MAX_RECORD_BYTES, Good(("m" * MAX_RECORD_BYTES,)))  # exactly the limit
-  # MAX + 2: MAX + 1 with an LF end is wrongly kept (test_one_byte_over_the_limit_...).
-  mixed.record(b"y" * (MAX_RECORD_BYTES + 2), Dead("record_too_long"))
+  mixed.record(b"y" * (MAX_RECORD_BYTES + 1), Dead("record_too_long"))  # one byte over, LF-ended
   mixed.record(b"\x01\x07\x1b", EMPTY)  # control characters only: no token, filtered when encoded
   mixed.record(b"hello, world!", Good(("hello", ",", "world", "!")))
   mixed.record(b'{"tokens": ["not", "json"]}', Good(  # JSON is only text here
@@ -184,7 +192,14 @@ def text_corpus(directory):
   long_tail = CorpusFile(directory, "long_tail.txt")
   long_tail.record(*text_good("short line"))
   long_tail.record(b"q" * 500, Dead("record_too_long"), end=b"")  # at the end of file
-  return [mixed, zero, no_newline, ends, utf16, latin1, long_tail]
+
+  bom = CorpusFile(directory, "bom.txt", bom=True)
+  bom.record(*text_good("Windows editors start a file with a mark"))
+  bom.record(*text_good("second line"), end=b"\r\n")
+  bom_gz = CorpusFile(directory, "bom.txt.gz", bom=True)
+  bom_gz.record(b"", EMPTY)  # the mark, then a line end: an empty first record
+  bom_gz.record(*text_good("gzipped after a blank line"))
+  return [mixed, zero, no_newline, ends, utf16, latin1, long_tail, bom, bom_gz]
 
 
 def jsonl_tag_corpus(directory):
@@ -255,7 +270,13 @@ def jsonl_tag_corpus(directory):
   for part in parts[:-1]:
     binary.record(part, Dead("nul_byte"))
   binary.record(parts[-1], Dead("nul_byte"), end=b"")  # b"\x00", no final newline
-  return [mixed, zero, no_newline, ends, binary]
+
+  bom = CorpusFile(directory, "bom.jsonl", bom=True)
+  bom.record(*tagged(["EU", "rejects"], ["B-ORG", "O"]))
+  bom_gz = CorpusFile(directory, "bom.jsonl.gz", bom=True)
+  bom_gz.record(*tagged(["German", "call"], ["B-MISC", "O"]))
+  bom_gz.record(b"{oops", Dead("bad_json"))
+  return [mixed, zero, no_newline, ends, binary, bom, bom_gz]
 
 
 def conll_tag_corpus(directory):
@@ -328,7 +349,15 @@ def conll_tag_corpus(directory):
   spaced.block([b"EU NNP B-ORG", b"lonely"], Dead("conll_one_column"))
   spaced.line(b"")
   spaced.block([b"EU NNP B-ORG"], Good(("EU",), ("B-ORG",)))
-  return [mixed, zero, no_newline, ends, binary, spaced]
+
+  bom = CorpusFile(directory, "bom.conll", bom=True)
+  bom.block(*conll_good(("EU", "B-ORG"), ("rejects", "O")))
+  bom.line(b"")
+  bom.block(*conll_good(("German", "B-MISC")))
+  bom_gz = CorpusFile(directory, "bom.conll.gz", bom=True)
+  bom_gz.line(b"")  # the mark, then a blank line: no record
+  bom_gz.block(*conll_good(("British", "B-MISC"), ("lamb", "O")))
+  return [mixed, zero, no_newline, ends, binary, spaced, bom, bom_gz]
 
 
 CORPORA = {
@@ -367,6 +396,10 @@ def test_every_bad_input_kind_in_one_corpus(tmp_path, corpus):
   paths = sorted(corpus_file.write() for corpus_file in files)
   assert any(os.path.getsize(path) == 0 for path in paths)
   assert len(set(paths)) == len(files)
+  # Not read: a hidden file and a directory inside --input DIR (both would add dead letters).
+  (tmp_path / "in" / ".hidden").write_bytes(b"\xff\xfe not a record\n")
+  (tmp_path / "in" / "sub").mkdir()
+  (tmp_path / "in" / "sub" / "inner").write_bytes(b"\xff\xfe not a record\n")
 
   # Expectations, from how the corpus was built.
   fates = [(f.path, offset, raw, fate) for f in files for offset, raw, fate in f.records]
@@ -382,7 +415,7 @@ def test_every_bad_input_kind_in_one_corpus(tmp_path, corpus):
     assert not filtered  # blank and whitespace-only lines separate blocks: never records
 
   out = tmp_path / "out"
-  process = preprocess(os.path.join(str(tmp_path / "in"), "*"), out, file_format, task,
+  process = preprocess(tmp_path / "in", out, file_format, task,
                        "--max_record_bytes", MAX_RECORD_BYTES, "--max_error_fraction", "0.9",
                        "--eval_fraction", "0", check=False)
   assert process.returncode == 0, process.stderr[-4000:]
@@ -425,23 +458,26 @@ def test_every_bad_input_kind_in_one_corpus(tmp_path, corpus):
     assert files_by_reason["nul_byte"] == {"mixed.txt", "line_ends.txt", "utf16.txt"}
     assert "long_tail.txt" in files_by_reason["record_too_long"]
 
-  # The good records come back intact (every record is in train: --eval_fraction 0).
+  # The good records come back intact (every record is in train: --eval_fraction 0), and
+  # no byte-order mark is part of a token.
   assert collections.Counter(decode_records(out, task)) == good
+  assert not [token for token in contract.read_vocab(os.path.join(out, contract.VOCAB_FILE)) if "\ufeff" in token]
 
 
 # --- bugs, pinned on the reader (kept out of the corpora above) -----------------------
 
 
-def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record_bytes=MAX_RECORD_BYTES):
+def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record_bytes=MAX_RECORD_BYTES,
+                  encoding="utf-8"):
   """Runs the reader's DoFn on one file: (good records, dead-letter reasons, records read)."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from pipeline import counts, read  # pylint: disable=g-import-not-at-top
   path = tmp_path / f"input.{file_format}"
   path.write_bytes(data)
   if file_format == "conll":
-    do_fn = read.ReadConllDoFn(task, max_record_bytes)
+    do_fn = read.ReadConllDoFn(task, max_record_bytes, encoding=encoding)
   else:
-    do_fn = read.ReadLinesDoFn(file_format, task, max_record_bytes)
+    do_fn = read.ReadLinesDoFn(file_format, task, max_record_bytes, encoding=encoding)
   good, dead, totals = [], [], collections.Counter()
   for output in do_fn.process(read.FileRange(str(path), 0, -1)):
     if isinstance(output, beam.pvalue.TaggedOutput):
@@ -505,3 +541,4 @@ def test_a_conll_line_of_unicode_whitespace_separates_sentences_like_an_empty_on
   good, dead, read = read_directly(tmp_path, data, "conll", "tag")
   assert dead == [] and read == 2
   assert [g["tokens"] for g in good] == [["a", "b"], ["c"]]
+

@@ -3,6 +3,8 @@
 import collections
 import json
 import os
+import pathlib
+import re
 import unicodedata
 
 import pytest
@@ -149,20 +151,7 @@ def test_error_budget_exceeded_exits_2_without_completed(tmp_path):
     contract.read_metadata(str(out))
 
 
-@pytest.mark.parametrize("case", ["no_match", "not_empty", "bad_format", "text_for_tag"])
-def test_usage_errors_exit_2_with_one_line(tmp_path, case):
-  corpus = tmp_path / "c.txt"
-  corpus.write_text("a b\n", encoding="utf-8")
-  out = tmp_path / "out"
-  args = {"no_match": (tmp_path / "nothing*.txt", out, "text", "lm"),
-          "not_empty": (corpus, tmp_path, "text", "lm"),
-          "bad_format": (corpus, out, "csv", "lm"),
-          "text_for_tag": (corpus, out, "text", "tag")}[case]
-  process = preprocess(*args, check=False)
-  assert process.returncode == 2
-  last = process.stderr.strip().splitlines()[-1]
-  assert last.startswith("python -m pipeline.preprocess: error:"), process.stderr[-2000:]
-  assert "Traceback" not in process.stderr
+# Usage errors (exit 2, one line): test_bad_input_mix.test_usage_errors_name_the_path_in_one_line.
 
 
 def test_overwrite_refuses_foreign_files(tmp_path):
@@ -204,17 +193,6 @@ def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
   # Order inside a shard is a hash shuffle, not input order, and every example is there.
   records = read_records(first, "train") + read_records(first, "eval")
   assert len(records) == len(TAGGED) * 40
-
-
-def test_portable_runner_gives_the_same_shards(tmp_path):
-  corpus = tmp_path / "corpus.conll"
-  write_conll(corpus, TAGGED * 10)
-  direct, portable = tmp_path / "direct", tmp_path / "portable"
-  preprocess(corpus, direct, "conll", "tag")
-  preprocess(corpus, portable, "conll", "tag", "--runner", "PortableRunner", "--job_endpoint", "embed",
-             "--environment_type", "LOOPBACK")
-  assert shard_bytes(direct) == shard_bytes(portable)
-  assert comparable_metadata(direct) == comparable_metadata(portable)
 
 
 def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
@@ -259,22 +237,90 @@ def test_unicode_tokens_survive_the_round_trip(tmp_path):
   assert raw.count("\n") == len(token_vocab)
 
 
-def test_killed_job_is_refused_and_overwrite_reproduces_the_clean_run(tmp_path):
+def output_files(output_dir):
+  """Every file of an OUTPUT_DIR but metadata.json, COMPLETED and transform_fn/ (which
+  hold times and temporary paths), by path: what a rerun must reproduce byte for byte."""
+  files = {}
+  for root, _, names in os.walk(output_dir):
+    for name in names:
+      path = os.path.relpath(os.path.join(root, name), output_dir)
+      if not path.startswith(("transform_fn", "metadata.json", "COMPLETED")):
+        with open(os.path.join(root, name), "rb") as f:
+          files[path] = f.read()
+  return files
+
+
+def assert_no_incomplete_shard(output_dir, clean):
+  """A file under a final shard name is the whole shard the clean run wrote."""
+  for name, data in shard_bytes(output_dir).items():
+    assert data == clean[name], f"{name} is incomplete"
+
+
+def test_killed_or_disk_full_job_leaves_no_completed_and_overwrite_reproduces_the_clean_run(
+    tmp_path, demo_tag_data):
+  import resource  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
+  from pipeline import write  # pylint: disable=g-import-not-at-top
   from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
-  corpus = tmp_path / "corpus.conll"
-  write_conll(corpus, TAGGED * 30)
-  clean, killed = tmp_path / "clean", tmp_path / "killed"
-  preprocess(corpus, clean, "conll", "tag", "--num_shards", "2")
-  args = ["--input", str(corpus), "--output_dir", str(killed), "--format", "conll", "--task", "tag",
-          "--num_shards", "2"]
-  process = subprocess.Popen([sys.executable, "-m", "pipeline.preprocess", *args], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  kill_when(process, lambda: (killed / ".tmp").exists())  # as soon as it writes into the output directory
-  assert not (killed / "COMPLETED").exists()
+  clean = pathlib.Path(demo_tag_data)  # the same corpus and options, run once
+  clean_shards = shard_bytes(clean)
+  killed = tmp_path / "killed"
+  args = [sys.executable, "-m", "pipeline.preprocess", "--input", os.path.join(ROOT, "data", "demo", "tagged.conll"),
+          "--output_dir", str(killed), "--format", "conll", "--task", "tag", "--eval_fraction", "0.1"]
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+  # SIGKILL in the write stage: as soon as the first runs of encoded records are written.
+  process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  kill_when(process, lambda: (killed / write.TEMP_DIR / write.RUNS_DIR).exists())
+  assert not (killed / contract.COMPLETED_FILE).exists()
+  assert_no_incomplete_shard(killed, clean_shards)
   with pytest.raises(contract.DataDirError):
     contract.read_metadata(str(killed))
-  preprocess(corpus, killed, "conll", "tag", "--num_shards", "2", "--overwrite")
-  assert shard_bytes(killed) == shard_bytes(clean)
+
+  # The disk fills up while shards are written: a file-size limit smaller than the train
+  # shard (SIGXFSZ ignored, so a write fails with EFBIG instead of killing the process).
+  limit = max(len(data) for data in clean_shards.values()) // 2
+
+  def limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+  full = subprocess.run(args + ["--overwrite"], cwd=ROOT, env=env, capture_output=True, text=True,
+                        preexec_fn=limit_file_size, timeout=900, check=False)
+  assert full.returncode == 1, full.stderr[-3000:]
+  last = full.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: the job failed:") and "Traceback" not in full.stderr, full.stderr[-3000:]
+  assert not (killed / contract.COMPLETED_FILE).exists()
+  assert_no_incomplete_shard(killed, clean_shards)
+
+  preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), killed, "conll", "tag", "--eval_fraction", "0.1",
+             "--overwrite")
+  assert output_files(killed) == output_files(clean)
   assert sorted(os.listdir(killed)) == sorted(os.listdir(clean))
+
+
+def test_every_config_field_is_a_flag_with_its_default():
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from pipeline import config, preprocess as preprocess_lib  # pylint: disable=g-import-not-at-top
+  required = ["--input", "a", "--output_dir", "o", "--format", "text", "--task", "lm"]
+  parsed = config.from_flags(preprocess_lib.build_parser().parse_args(required))
+  assert parsed == config.PipelineConfig(inputs=("a",), output_dir="o", file_format="text", task="lm")
+  flags = preprocess_lib.build_parser().parse_args(required + ["--max_vocab", "7", "--lowercase", "--encoding", "latin-1"])
+  assert dataclasses.replace(parsed, max_vocab=7, lowercase=True, encoding="latin-1") == config.from_flags(flags)
+
+
+def test_beam_options_pass_and_a_typo_is_named_with_the_closest_option():
+  from pipeline import preprocess as preprocess_lib  # pylint: disable=g-import-not-at-top
+  parser = preprocess_lib.build_parser()
+  preprocess_lib.check_pipeline_args([
+      "--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode", "multi_processing",
+      "--job_endpoint", "embed", "--environment_type", "LOOPBACK", "--environment_config", "x", "--project", "p",
+      "--region", "r", "--temp_location", "gs://b/tmp", "--setup_file", "./setup.py", "--flink_master", "host:8081",
+      "--experiments", "a", "--experiments=b"], parser)
+  for args, message in [(["--max_vocb", "5000"], "unknown option --max_vocb (did you mean --max_vocab?)"),
+                        (["--runer=X"], "unknown option --runer (did you mean --runner?)"),
+                        (["--zzzz"], "unknown option --zzzz;"), (["stray"], "unexpected argument 'stray'")]:
+    with pytest.raises(preprocess_lib.UsageError, match=re.escape(message)):
+      preprocess_lib.check_pipeline_args(args, parser)

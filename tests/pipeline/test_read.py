@@ -13,25 +13,26 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 import records
-from pipeline import counts, read
+from pipeline import arrow, counts, read, split
+from pipeline import lines as lines_lib
 from tests.pipeline.beam_testing import test_pipeline
 
 
 def rows(batch: pa.RecordBatch):
   """A RecordBatch → tuples of decoded column values (lists of str), split key dropped."""
-  names = [n for n in batch.schema.names if n != read.SPLIT_KEY]
+  names = [n for n in batch.schema.names if n != arrow.SPLIT_KEY]
   columns = [batch.column(n).to_pylist() for n in names]
   return [tuple(tuple(v.decode() for v in cell) for cell in row) for row in zip(*columns)]
 
 
 def read_corpus(paths, file_format, task, max_record_bytes=1 << 20):
-  files = [read.InputFile(str(p), p.stat().st_size) for p in paths]
+  files = [lines_lib.InputFile(str(p), p.stat().st_size) for p in paths]
   return read.ReadCorpus(files, file_format, task, max_record_bytes)
 
 
 @pytest.mark.parametrize("range_bytes", [7, 64, 1 << 20])
 def test_text_ranges_read_every_line_exactly_once(tmp_path, monkeypatch, range_bytes):
-  monkeypatch.setattr(read, "RANGE_BYTES", range_bytes)
+  monkeypatch.setattr(lines_lib, "RANGE_BYTES", range_bytes)
   lines = [f"line {i} " + "x" * (i % 13) for i in range(200)]
   path = tmp_path / "a.txt"
   path.write_bytes(("\n".join(lines[:100]) + "\r\n" + "\r\n".join(lines[100:150]) + "\r"
@@ -73,13 +74,13 @@ def test_record_too_long_is_a_dead_letter(tmp_path):
 def test_split_is_stable_and_respects_the_fraction(tmp_path):
   path = tmp_path / "a.txt"
   path.write_text("".join(f"sentence number {i}\n" for i in range(2000)), encoding="utf-8")
-  records = [read.Record(text=f"sentence number {i}") for i in range(2000)]
-  threshold = read.split_fraction_threshold(0.25)
-  expected_eval = sorted(r.text for r in records if read.content_key(r) < threshold)
+  texts = [records.Record(text=f"sentence number {i}") for i in range(2000)]
+  threshold = split.split_fraction_threshold(0.25)
+  expected_eval = sorted(r.text for r in texts if records.content_key(r) < threshold)
   assert 400 < len(expected_eval) < 600
   with test_pipeline() as p:
     corpus = p | read_corpus([path], "text", "lm")
-    splits = corpus.records | read.Split(0.25)
+    splits = corpus.records | split.Split(0.25)
     assert_that(splits["eval"] | "EvalRows" >> beam.FlatMap(rows) | beam.Map(lambda r: r[0][0]),
                 equal_to(expected_eval), label="eval")
     assert_that(splits["train"] | "TrainRows" >> beam.FlatMap(rows) | beam.combiners.Count.Globally(),
@@ -87,34 +88,35 @@ def test_split_is_stable_and_respects_the_fraction(tmp_path):
 
 
 def test_content_key_is_stable_and_content_sensitive():
-  key = read.content_key(read.Record(tokens=["a", "b"], labels=["X", "Y"]))
-  assert key == read.content_key(read.Record(tokens=["a", "b"], labels=["X", "Y"]))
-  assert key != read.content_key(read.Record(tokens=["a", "b"], labels=["X", "Z"]))
-  assert key != read.content_key(read.Record(tokens=["ab"], labels=["X", "Y"]))
+  key = records.content_key(records.Record(tokens=["a", "b"], labels=["X", "Y"]))
+  assert key == records.content_key(records.Record(tokens=["a", "b"], labels=["X", "Y"]))
+  assert key != records.content_key(records.Record(tokens=["a", "b"], labels=["X", "Z"]))
+  assert key != records.content_key(records.Record(tokens=["ab"], labels=["X", "Y"]))
 
 
 # --- plain text: the block fast path against the per-line reader ----------------------
 
 
 def read_text_line_by_line(path, ranges, max_record_bytes):
-  """What ReadLinesDoFn gives for text, from `_lines` and parse_text_line alone."""
+  """What ReadLinesDoFn gives for text, from `read_lines` and parse_text_line alone."""
   texts, keys, dead, totals = [], [], [], collections.Counter()
   for file_range in ranges:
-    with read.open_for_lines(file_range.path) as f:
-      for offset, line, too_long in read._lines(f, file_range.start, file_range.end, max_record_bytes):
+    with lines_lib.open_for_lines(file_range.path) as f:
+      start = lines_lib.seek_to_range(f, file_range)
+      for offset, line, too_long in lines_lib.read_lines(f, start, file_range.end, max_record_bytes):
         totals[counts.READ] += 1
-        if line is None:
-          dead.append(read.dead_letter("record_too_long", path, offset, too_long))
+        if too_long:
+          dead.append(read.dead_letter("record_too_long", path, offset, line))
           continue
         try:
-          record = read.parse_text_line(line, "lm")
-        except read.Filtered as filtered:
+          record = records.parse_text_line(line, "lm")
+        except records.Filtered as filtered:
           totals[counts.key(counts.FILTERED, filtered.reason)] += 1
-        except read.BadRecord as bad:
+        except records.BadRecord as bad:
           dead.append(read.dead_letter(bad.reason, path, offset, line))
         else:
           texts.append(record.text)
-          keys.append(read.content_key(record))
+          keys.append(records.content_key(record))
   return texts, keys, dead, totals
 
 
@@ -129,13 +131,13 @@ def read_text_with_do_fn(ranges, max_record_bytes):
         else:
           totals[output.value[0]] += output.value[1]
         continue
-      assert output.schema == read.arrow_schema("lm")
+      assert output.schema == arrow.arrow_schema("lm")
       assert output.column("tokens").to_pylist() == [[]] * output.num_rows
       texts += [cell[0].decode("utf-8") for cell in output.column("text").to_pylist()]
-      keys += output.column(read.SPLIT_KEY).to_pylist()
+      keys += output.column(arrow.SPLIT_KEY).to_pylist()
       batch_sizes.append(output.num_rows)
     # Full batches but the last, as the per-line reader makes them.
-    assert all(size == read.BATCH_SIZE for size in batch_sizes[:-1]) and batch_sizes[-1:] <= [read.BATCH_SIZE]
+    assert all(size == arrow.BATCH_SIZE for size in batch_sizes[:-1]) and batch_sizes[-1:] <= [arrow.BATCH_SIZE]
   return texts, keys, dead, totals
 
 
@@ -166,29 +168,29 @@ def mixed_text(rng: random.Random, num_lines: int) -> bytes:
     (1 << 20, 1000, 0, False),  # many blocks, the odd ones halved down to single lines
     (997, 300, 50, False),  # ranges and blocks cut mid-line
     (64, 16, 1, False),  # blocks shorter than lines: each finished by a readline
-    (5000, 1, 0, False),  # every block one line; long ones read by `_lines` from the file
+    (5000, 1, 0, False),  # every block one line; long ones read by `read_lines` from the file
     (1 << 20, 777, 100, True),  # CRLF everywhere: still the fast path
 ])
 def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, range_bytes, block_bytes,
                                                          min_block_bytes, crlf_file):
-  monkeypatch.setattr(read, "RANGE_BYTES", range_bytes)
-  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", block_bytes)
-  monkeypatch.setattr(read, "TEXT_BLOCK_MIN_BYTES", min_block_bytes)
-  monkeypatch.setattr(read, "BATCH_SIZE", 64)
+  monkeypatch.setattr(lines_lib, "RANGE_BYTES", range_bytes)
+  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_BYTES", block_bytes)
+  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_MIN_BYTES", min_block_bytes)
+  monkeypatch.setattr(arrow, "BATCH_SIZE", 64)
   data = mixed_text(random.Random(range_bytes + block_bytes), 3000)
   if crlf_file:
     data = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
   path = tmp_path / "mixed.txt"
   path.write_bytes(data)
   plain_blocks = []  # what plain_text_lines gave for each block
-  real_plain_text_lines = read.plain_text_lines
+  real_plain_text_lines = lines_lib.plain_text_lines
 
   def plain_text_lines(*args):
     plain_blocks.append(real_plain_text_lines(*args))
     return plain_blocks[-1]
 
-  monkeypatch.setattr(read, "plain_text_lines", plain_text_lines)
-  ranges = list(read.split_into_ranges(read.InputFile(str(path), len(data))))
+  monkeypatch.setattr(lines_lib, "plain_text_lines", plain_text_lines)
+  ranges = list(lines_lib.split_into_ranges(lines_lib.InputFile(str(path), len(data))))
   assert len(ranges) == -(-len(data) // range_bytes)
 
   expected = read_text_line_by_line(str(path), ranges, max_record_bytes=80)
@@ -208,35 +210,35 @@ def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, 
 
 
 def test_text_blocks_of_a_compressed_file(tmp_path, monkeypatch):
-  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", 100)  # and reads past blocks need no seek
-  monkeypatch.setattr(read, "TEXT_BLOCK_MIN_BYTES", 0)
+  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_BYTES", 100)  # and reads past blocks need no seek
+  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_MIN_BYTES", 0)
   path = tmp_path / "mixed.txt.gz"
   with gzip.open(path, "wb") as f:
     f.write(mixed_text(random.Random(1), 500))
-  ranges = list(read.split_into_ranges(read.InputFile(str(path), path.stat().st_size)))
-  assert ranges == [read.FileRange(str(path), 0, -1)]
+  ranges = list(lines_lib.split_into_ranges(lines_lib.InputFile(str(path), path.stat().st_size)))
+  assert ranges == [lines_lib.FileRange(str(path), 0, -1, path.stat().st_size)]
   assert read_text_with_do_fn(ranges, 80) == read_text_line_by_line(str(path), ranges, 80)
 
 
 def test_a_block_with_odd_lines_is_halved_at_a_line_start():
-  assert read._middle_line_start(b"aaaa\nbbbb\n") == 5
-  assert read._middle_line_start(b"a\n" + b"b" * 10 + b"\n") == 2  # no line starts after the middle
-  assert read._middle_line_start(b"b" * 10 + b"\n") == 0
+  assert lines_lib.middle_line_start(b"aaaa\nbbbb\n") == 5
+  assert lines_lib.middle_line_start(b"a\n" + b"b" * 10 + b"\n") == 2  # no line starts after the middle
+  assert lines_lib.middle_line_start(b"b" * 10 + b"\n") == 0
 
 
 def test_text_content_keys_equal_content_key():
   texts = ["", "a", "the cat sleeps", "naïve café 東京 😀", " \t ", "\x1e\x1f inside", "x" * 300]
   lines = [text.encode("utf-8") for text in texts]
-  keys = read.text_content_keys(lines)
+  keys = arrow.text_content_keys(lines)
   assert keys.dtype == np.uint64
-  assert keys.tolist() == [read.content_key(read.Record(text=text)) for text in texts]
-  batch = read.text_record_batch(lines)
-  assert batch.equals(read.to_record_batch([read.Record(text=text) for text in texts], "lm"))
+  assert keys.tolist() == [records.content_key(records.Record(text=text)) for text in texts]
+  batch = arrow.text_record_batch(lines)
+  assert batch.equals(arrow.to_record_batch([records.Record(text=text) for text in texts], "lm"))
 
 
 def test_every_whitespace_character_is_blank_on_the_fast_path_too():
   # str.strip() strips more than bytes.strip(); the fast path finds those lines by their
-  # first byte (see read._MAYBE_UNICODE_BLANK), so every such character must start so.
+  # first byte (see lines_lib._MAYBE_UNICODE_BLANK), so every such character must start so.
   beyond_ascii = [chr(c) for c in range(0x110000)
                   if chr(c).isspace() and not chr(c).encode("utf-8").isspace()]
   assert {char.encode("utf-8")[0] for char in beyond_ascii} == set(b"\x1c\x1d\x1e\x1f\xc2\xe1\xe2\xe3")
@@ -244,7 +246,7 @@ def test_every_whitespace_character_is_blank_on_the_fast_path_too():
            for line in (char, " " + char + "\t", char * 2, char + "x", "x" + char, "\u00a0" + char + "y")]
   expected_good = [line for line in lines if line.strip()]
   block = "".join(line + "\n" for line in lines).encode("utf-8")
-  good, blank = read.plain_text_lines(block, 100)
+  good, blank = lines_lib.plain_text_lines(block, 100)
   assert [line.decode("utf-8") for line in good] == expected_good
   assert blank == len(lines) - len(expected_good) == 3 * len(beyond_ascii)
 
@@ -264,14 +266,14 @@ def test_is_utf8_agrees_with_python():
       return False
     return True
 
-  assert [read._is_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
+  assert [lines_lib.is_valid_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
 
 
 def test_a_conll_file_larger_than_a_range_is_read_once(tmp_path, monkeypatch):
-  monkeypatch.setattr(read, "RANGE_BYTES", 64)  # a CoNLL file is read whole, never in ranges
+  monkeypatch.setattr(lines_lib, "RANGE_BYTES", 64)  # a CoNLL file is read whole, never in ranges
   path = tmp_path / "big.conll"
   path.write_text("".join(f"w{i}\tA\nx\tB\n\n" for i in range(100)))
-  assert path.stat().st_size > 10 * read.RANGE_BYTES
+  assert path.stat().st_size > 10 * lines_lib.RANGE_BYTES
   with test_pipeline() as p:
     out = p | read_corpus([path], "conll", "tag")
     assert_that(out.records | beam.FlatMap(rows) | beam.Map(lambda r: r[1][0]),
@@ -279,15 +281,23 @@ def test_a_conll_file_larger_than_a_range_is_read_once(tmp_path, monkeypatch):
     assert_that(out[counts.COUNTS] | beam.CombinePerKey(sum), equal_to([("read", 100)]), label="counts")
 
 
-@pytest.mark.parametrize("block_bytes", [1, 2, 3, 7, 1 << 20])
-def test_physical_lines_of_a_file_read_in_blocks(monkeypatch, block_bytes):
-  monkeypatch.setattr(read, "TEXT_BLOCK_BYTES", block_bytes)
-  rng = random.Random(block_bytes)
+@pytest.mark.parametrize("max_record_bytes", [1, 2, 3, 7, 1 << 20])
+def test_read_lines_splits_as_splitlines_does(max_record_bytes):
+  rng = random.Random(max_record_bytes)
   data = b"".join(rng.choice([b"a", b"bc", b"\t", b"\n", b"\r", b"\r\n", b"\n\n", b"\x1c"]) for _ in range(3000))
-  long_line = b"x" * (5 * block_bytes + 3)  # a line across several blocks, ending in each way
+  long_line = b"x" * (5 * max_record_bytes + 3)  # a line across several pieces, ending in each way
   for text in (data, data + b"\r", data + b"tail", b"", b"\r", b"\r\n", long_line,
                b"a\n" + long_line + b"\r\nb", long_line + b"\r" + long_line, long_line + b"\r\r\n\n"):
-    assert list(read._physical_lines(io.BytesIO(text))) == text.splitlines(keepends=True)
+    expected, offset = [], 0
+    prefix = min(max_record_bytes + 1, lines_lib.TOO_LONG_PREFIX_BYTES)  # of a line too long, compared
+    for line in text.splitlines(keepends=True):  # the oracle: Python's own line splitting
+      body = line.rstrip(b"\r\n")
+      too_long = len(body) > max_record_bytes
+      expected.append((offset, body[:prefix] if too_long else body, too_long))
+      offset += len(line)
+    got = [(offset, data[:prefix] if too_long else data, too_long)
+           for offset, data, too_long in lines_lib.read_lines(io.BytesIO(text), 0, -1, max_record_bytes)]
+    assert got == expected
 
 
 def test_a_conll_record_past_the_limit_is_one_dead_letter(tmp_path):

@@ -92,3 +92,24 @@ def test_dead_letters_sorted_jsonl(tmp_path):
     assert_that(counted, equal_to([("dead_letter/a", 1), ("dead_letter/b", 1)]))
   with open(tmp_path / "errors" / write.DEAD_LETTER_FILE, encoding="utf-8") as f:
     assert [json.loads(line)["reason"] for line in f] == ["a", "b"]
+
+
+def test_dead_letters_merge_from_many_runs_in_passes(tmp_path, monkeypatch):
+  monkeypatch.setattr(write, "RUN_BYTES", 300)  # a run every few lines
+  monkeypatch.setattr(write, "MERGE_FAN_IN", 3)  # several merge passes
+  letters = [{"reason": f"r{i % 3}", "file": "f", "offset": i, "record": f"é{i * 7919 % 100}\n\t\u2028x"}
+             for i in range(100)] * 2  # copies stay: every dead letter is kept
+  with test_pipeline() as p:
+    _ = p | beam.Create(letters, reshuffle=False) | beam.Reshuffle() | write.WriteDeadLetters(str(tmp_path))
+  with open(tmp_path / "errors" / write.DEAD_LETTER_FILE, "rb") as f:
+    lines = f.read().split(b"\n")
+  assert lines.pop() == b""
+  expected = sorted(json.dumps(d, ensure_ascii=False, sort_keys=True) for d in letters)
+  assert [line.decode("utf-8") for line in lines] == expected
+  assert len(os.listdir(tmp_path / write.TEMP_DIR / write.DEAD_LETTER_RUNS_DIR)) > 10
+
+
+def test_no_dead_letters_is_an_empty_file(tmp_path):
+  with test_pipeline() as p:
+    _ = p | beam.Create([]) | write.WriteDeadLetters(str(tmp_path))
+  assert (tmp_path / "errors" / write.DEAD_LETTER_FILE).read_bytes() == b""

@@ -12,10 +12,10 @@ from trainer import data
 
 @pytest.mark.parametrize("replicas,pad_multiple", [(1, 0), (2, 0), (2, 4)])
 def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_data, replicas, pad_multiple):
-  metadata = contract.read_metadata(demo_tag_data)
+  metadata = contract.load_metadata(demo_tag_data)
   spec = data.bucket_spec(metadata, num_buckets=8, tokens_per_batch=512, replicas=replicas, pad_multiple=pad_multiple)
   assert all(size % replicas == 0 and size >= replicas for size in spec.batch_sizes)
-  paths = contract.shard_paths(demo_tag_data, metadata, "eval")
+  paths = contract.shard_paths(demo_tag_data, metadata.raw, "eval")
   dataset = data.make_dataset(paths, "tag", spec, replicas, training=False)
 
   elements = list(dataset.as_numpy_iterator())
@@ -41,7 +41,7 @@ def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_da
         assert (labels[row, length:] == contract.PAD_ID).all()
         if weights[row]:
           seen[tuple(tokens[row, :length])] += 1
-  assert sum(seen.values()) == metadata["splits"]["eval"]["examples"]
+  assert sum(seen.values()) == metadata.examples("eval")
   expected = collections.Counter()
   for serialized in tf.data.TFRecordDataset(paths):
     context, sequences = tf.io.parse_single_sequence_example(serialized, *contract.parsing_spec("tag"))
@@ -50,8 +50,9 @@ def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_da
 
 
 def test_bucket_spec_covers_eval_lengths_longer_than_train():
-  metadata = {"bucket_boundaries": {"4": {"boundaries": [3, 9]}},
-              "length_histogram": {"train": {"3": 5, "9": 1}, "eval": {"12": 1}}}
+  metadata = contract.Metadata.from_dict({
+      "task": "lm", "vocab": {"size": 10}, "bucket_boundaries": {"4": {"boundaries": [3, 9]}},
+      "length_histogram": {"train": {"3": 5, "9": 1}, "eval": {"12": 1}}})
   spec = data.bucket_spec(metadata, 4, tokens_per_batch=36, replicas=2)
   assert spec.boundaries == [3, 9, 12]
   assert spec.batch_sizes == [12, 4, 2]

@@ -1,9 +1,9 @@
 """A native parser for the pipeline's records, built from source the first time it is needed.
 
 `tf.io.parse_sequence_example` parses any SequenceExample, and on the pipeline's layout
-(one int64 Feature per time step) that generality costs ~70 ns per token: more CPU than
-reading the shards. `parse_token_sequences.cc` parses that layout only, in one loop over
-the wire format, at a fraction of the cost (BENCHMARKS.md). It is compiled against the
+(one int64 Feature per time step) that generality costs more CPU than reading the shards.
+`parse_token_sequences.cc` parses that layout only, in one loop over the wire format, at a
+fraction of the cost (BENCHMARKS.md, "Trainer input"). It is compiled against the
 installed TensorFlow with the C++ compiler (`$CXX`, else `g++`) into this directory, or the
 user cache if this directory is read-only, under a name that changes with the source and
 the TensorFlow version, so a stale build is never loaded.
@@ -28,9 +28,14 @@ import sys
 import tempfile
 from typing import Dict, Optional, Sequence, Tuple
 
+import quiet  # pylint: disable=unused-import  (before TensorFlow: `python -m trainer.ops` is a CLI too)
 import tensorflow as tf
 
 SOURCE = pathlib.Path(__file__).with_name("parse_token_sequences.cc")
+# The source compiles without a warning with these; TensorFlow's own headers do not (they
+# use what they deprecate), so they are included as system headers (-isystem), whose
+# warnings are not ours to fix.
+CXXFLAGS = ("-shared", "-fPIC", "-O2", "-Wall", "-Wextra")
 DISABLE_ENV = "RNN_NATIVE_PARSE"  # "0": always use tf.io.parse_sequence_example
 
 
@@ -57,7 +62,8 @@ def library_name() -> str:
   compile_flags, link_flags = _flags()
   flags = [flag for flag in compile_flags + link_flags if not flag.startswith(("-I", "-L"))]
   key = hashlib.sha256(SOURCE.read_bytes())
-  key.update(" ".join([tf.version.VERSION, tf.version.GIT_VERSION, tf.version.COMPILER_VERSION, *flags]).encode())
+  key.update(" ".join([tf.version.VERSION, tf.version.GIT_VERSION, tf.version.COMPILER_VERSION, *CXXFLAGS,
+                       *flags]).encode())
   return f"_parse_token_sequences-{key.hexdigest()[:16]}.so"
 
 
@@ -94,8 +100,9 @@ def build() -> pathlib.Path:
     except OSError as error:
       errors.append(f"{directory}: {error}")
       continue
-    command = [cxx, "-shared", "-fPIC", "-O2", "-Wno-deprecated-declarations", *compile_flags,
-               str(SOURCE), "-o", partial, *link_flags]
+    includes = [part for flag in compile_flags
+                for part in (("-isystem", flag[2:]) if flag.startswith("-I") else (flag,))]
+    command = [cxx, *CXXFLAGS, *includes, str(SOURCE), "-o", partial, *link_flags]
     try:
       try:
         process = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
@@ -103,6 +110,8 @@ def build() -> pathlib.Path:
         raise BuildError(f"{' '.join(command)} did not finish in {error.timeout} s") from error
       if process.returncode != 0:
         raise BuildError(f"{' '.join(command)} exited {process.returncode}:\n{process.stderr[-4000:]}")
+      if process.stderr.strip():  # it builds, but a compiler or TensorFlow upgrade has something to say
+        logging.warning("%s:\n%s", " ".join(command), process.stderr[-4000:])
       os.chmod(partial, 0o755)
       os.replace(partial, directory / name)
       if directory == SOURCE.parent:  # builds of an older source or TensorFlow (the cache may be shared)

@@ -1,32 +1,38 @@
 // ParseTokenSequences: serialized tf.train.SequenceExample records → one int64 per record for
 // each context key, and (values, row_splits) for each feature list key, one int64 per step.
 //
-// This is the record layout of the pipeline (shared/DESIGN.md): a context of single int64
-// features, feature lists of one int64 Feature per time step. tf.io.parse_sequence_example
-// parses it too, but it handles every SequenceExample and spends ~70 ns per token on this
-// layout; a loop over the wire format that does only this spends a fraction of that. It
-// reads the wire format as the protobuf library does: fields in any order, unknown fields
-// (and groups) skipped, packed or unpacked numbers, the last map entry of a key wins,
-// repeated message fields merge, a later member of Feature's `kind` oneof replaces an
-// earlier one. A record protobuf would refuse is refused: an InvalidArgument error that
-// names the record, never a guess.
+// This is the record layout of the pipeline (contract.py; README, "The data contract"): a
+// context of single int64 features, feature lists of one int64 Feature per time step.
+// tf.io.parse_sequence_example parses it too, but it handles every SequenceExample, which
+// costs several times the CPU of a loop over the wire format that does only this
+// (BENCHMARKS.md, "Trainer input"). It reads the wire format as the protobuf library does:
+// fields in any order, unknown fields (and groups) skipped, packed or unpacked numbers, the
+// last map entry of a key wins, repeated message fields merge, a later member of Feature's
+// `kind` oneof replaces an earlier one. A record protobuf would refuse is refused: an
+// InvalidArgument error that names the record, never a guess.
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
 namespace {
 
-using tensorflow::int64;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
 using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
-namespace errors = tensorflow::errors;
+
+// An InvalidArgument status whose message is the arguments, concatenated.
+template <typename... Args>
+absl::Status InvalidArgument(const Args&... args) {
+  return absl::InvalidArgumentError(absl::StrCat(args...));
+}
 
 struct Span {
   const uint8_t* begin = nullptr;
@@ -171,7 +177,7 @@ inline bool IsValidFeatureList(Span feature_list) {
 // how many. Returns false if it is not well-formed; sets `*wrong_kind` if it holds a
 // bytes_list or float_list. A message given in several spans is their concatenation, as
 // protobuf merges repeated occurrences of a message field.
-inline bool ParseInt64Feature(const Span* spans, size_t num_spans, std::vector<int64>* out, int64* count,
+inline bool ParseInt64Feature(const Span* spans, size_t num_spans, std::vector<int64_t>* out, int64_t* count,
                               bool* wrong_kind) {
   const size_t start = out->size();
   *wrong_kind = false;
@@ -210,18 +216,18 @@ inline bool ParseInt64Feature(const Span* spans, size_t num_spans, std::vector<i
           if (!ReadSpan(q, list.end, &packed)) return false;
           for (const uint8_t* r = packed.begin; r < packed.end;) {
             if (!ReadVarint(r, packed.end, &value)) return false;
-            out->push_back(static_cast<int64>(value));
+            out->push_back(static_cast<int64_t>(value));
           }
         } else if (list_tag == ((1 << 3) | 0)) {
           if (!ReadVarint(q, list.end, &value)) return false;
-          out->push_back(static_cast<int64>(value));
+          out->push_back(static_cast<int64_t>(value));
         } else if (!SkipField(q, list.end, list_tag)) {
           return false;
         }
       }
     }
   }
-  *count = static_cast<int64>(out->size() - start);
+  *count = static_cast<int64_t>(out->size() - start);
   return true;
 }
 
@@ -292,15 +298,15 @@ class ParseTokenSequencesOp : public OpKernel {
     OP_REQUIRES_OK(context, context->GetAttr("num_sequence", &num_sequence));
     OP_REQUIRES(context, num_context == static_cast<int64_t>(context_keys_.size()) &&
                              num_sequence == static_cast<int64_t>(sequence_keys_.size()),
-                errors::InvalidArgument("num_context and num_sequence must be the numbers of keys"));
+                InvalidArgument("num_context and num_sequence must be the numbers of keys"));
   }
 
   void Compute(OpKernelContext* context) override {
     const Tensor& serialized = context->input(0);
     OP_REQUIRES(context, serialized.dims() == 1,
-                errors::InvalidArgument("serialized must be a vector, got shape ", serialized.shape().DebugString()));
+                InvalidArgument("serialized must be a vector, got shape ", serialized.shape().DebugString()));
     const auto records = serialized.flat<tensorflow::tstring>();
-    const int64 n = records.size();
+    const int64_t n = records.size();
     const size_t num_context = context_keys_.size(), num_sequence = sequence_keys_.size();
 
     std::vector<Tensor*> context_out(num_context);
@@ -308,21 +314,21 @@ class ParseTokenSequencesOp : public OpKernel {
       OP_REQUIRES_OK(context, context->allocate_output(i, TensorShape({n}), &context_out[i]));
     }
     std::vector<Tensor*> splits_out(num_sequence);
-    std::vector<std::vector<int64>> values(num_sequence);
-    int64 total_bytes = 0;
-    for (int64 r = 0; r < n; ++r) total_bytes += records(r).size();
+    std::vector<std::vector<int64_t>> values(num_sequence);
+    int64_t total_bytes = 0;
+    for (int64_t r = 0; r < n; ++r) total_bytes += records(r).size();
     for (size_t j = 0; j < num_sequence; ++j) {
       OP_REQUIRES_OK(context, context->allocate_output(num_context + num_sequence + j, TensorShape({n + 1}),
                                                        &splits_out[j]));
-      splits_out[j]->flat<int64>()(0) = 0;
+      splits_out[j]->flat<int64_t>()(0) = 0;
       values[j].reserve(total_bytes / 8 / (num_sequence ? num_sequence : 1) + 16);
     }
 
     std::vector<Value> context_values(num_context), sequence_values(num_sequence);
     std::vector<bool> context_found(num_context), sequence_found(num_sequence);
     Value scratch;
-    std::vector<int64> scalar;
-    for (int64 r = 0; r < n; ++r) {
+    std::vector<int64_t> scalar;
+    for (int64_t r = 0; r < n; ++r) {
       const tensorflow::tstring& record = records(r);
       const uint8_t* p = reinterpret_cast<const uint8_t*>(record.data());
       const uint8_t* end = p + record.size();
@@ -346,60 +352,60 @@ class ParseTokenSequencesOp : public OpKernel {
           ok = SkipField(p, end, tag);
         }
       }
-      OP_REQUIRES(context, ok, errors::InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
+      OP_REQUIRES(context, ok, InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
 
       for (size_t i = 0; i < num_context; ++i) {
         OP_REQUIRES(context, context_found[i],
-                    errors::InvalidArgument("record ", r, " has no context feature '", context_keys_[i], "'"));
-        int64 count = 0;
+                    InvalidArgument("record ", r, " has no context feature '", context_keys_[i], "'"));
+        int64_t count = 0;
         bool wrong_kind = false;
         scalar.clear();
         const Value& value = context_values[i];
         OP_REQUIRES(context, ParseInt64Feature(value.data(), value.size(), &scalar, &count, &wrong_kind),
-                    errors::InvalidArgument("record ", r, " is not a well-formed SequenceExample (context feature '",
+                    InvalidArgument("record ", r, " is not a well-formed SequenceExample (context feature '",
                                             context_keys_[i], "')"));
         OP_REQUIRES(context, !wrong_kind && count == 1,
-                    errors::InvalidArgument("record ", r, ": context feature '", context_keys_[i],
+                    InvalidArgument("record ", r, ": context feature '", context_keys_[i],
                                             "' must hold one int64 value"));
-        context_out[i]->flat<int64>()(r) = scalar[0];
+        context_out[i]->flat<int64_t>()(r) = scalar[0];
       }
 
       for (size_t j = 0; j < num_sequence; ++j) {
-        std::vector<int64>& out = values[j];
-        int64 step = 0;
+        std::vector<int64_t>& out = values[j];
+        int64_t step = 0;
         for (const Span& list : sequence_values[j]) {  // empty if the record lacks the feature list
           const uint8_t* q = list.begin;
           while (q < list.end) {  // FeatureList: field 1, one Feature per step
             uint64_t tag;
             Span feature;
             OP_REQUIRES(context, ReadTag(q, list.end, &tag),
-                        errors::InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
+                        InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
             if (tag != ((1 << 3) | 2)) {
               OP_REQUIRES(context, SkipField(q, list.end, tag),
-                          errors::InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
+                          InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
               continue;
             }
-            int64 count = 0;
+            int64_t count = 0;
             bool wrong_kind = false;
             OP_REQUIRES(context, ReadSpan(q, list.end, &feature) &&
                                      ParseInt64Feature(&feature, 1, &out, &count, &wrong_kind),
-                        errors::InvalidArgument("record ", r, " is not a well-formed SequenceExample (feature list '",
+                        InvalidArgument("record ", r, " is not a well-formed SequenceExample (feature list '",
                                                 sequence_keys_[j], "')"));
             OP_REQUIRES(context, !wrong_kind && count == 1,
-                        errors::InvalidArgument("record ", r, ": step ", step, " of feature list '",
+                        InvalidArgument("record ", r, ": step ", step, " of feature list '",
                                                 sequence_keys_[j], "' must hold one int64 value"));
             ++step;
           }
         }
-        splits_out[j]->flat<int64>()(r + 1) = static_cast<int64>(out.size());
+        splits_out[j]->flat<int64_t>()(r + 1) = static_cast<int64_t>(out.size());
       }
     }
 
     for (size_t j = 0; j < num_sequence; ++j) {
       Tensor* out;
-      OP_REQUIRES_OK(context, context->allocate_output(num_context + j, TensorShape({static_cast<int64>(values[j].size())}),
+      OP_REQUIRES_OK(context, context->allocate_output(num_context + j, TensorShape({static_cast<int64_t>(values[j].size())}),
                                                        &out));
-      std::copy(values[j].begin(), values[j].end(), out->flat<int64>().data());
+      std::copy(values[j].begin(), values[j].end(), out->flat<int64_t>().data());
     }
   }
 
@@ -431,7 +437,7 @@ REGISTER_OP("ParseTokenSequences")
       for (int64_t i = 0; i < num_context; ++i) c->set_output(output++, c->Vector(n));
       for (int64_t j = 0; j < num_sequence; ++j) c->set_output(output++, c->Vector(c->UnknownDim()));
       for (int64_t j = 0; j < num_sequence; ++j) c->set_output(output++, c->Vector(n_plus_one));
-      return tensorflow::OkStatus();
+      return absl::OkStatus();
     });
 
 REGISTER_KERNEL_BUILDER(Name("ParseTokenSequences").Device(tensorflow::DEVICE_CPU), ParseTokenSequencesOp);
