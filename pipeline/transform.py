@@ -88,7 +88,8 @@ def make_preprocessing_fn(config: PipelineConfig):
       too_many_words = words.row_lengths() > config.max_length
       words = words[:, :config.max_length]
       _, tokenizer = wordpiece.learn_tokenizer(
-          words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab), config.min_count)
+          words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab), config.min_count,
+          num_partitions=config.vocab_partitions)
       ids, word_start = wordpiece.tokenize_words(tokenizer, words)
       truncated = tf.cast(too_many_words | (ids.row_lengths() > config.max_length), tf.int64)
       outputs[contract.TOKENS] = ids[:, :config.max_length]

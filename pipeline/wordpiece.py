@@ -4,8 +4,10 @@ With `--tokenizer wordpiece` the preprocessing_fn splits text into words as the 
 tokenizer does (pipeline/tokenize.py), and this module turns words into pieces:
 
   learn     one `tft.experimental.ptransform_analyzer`: the graph counts each batch's
-            distinct words, Beam merges the counts in hash partitions, keeps each partition's `MAX_LEARNER_WORDS` most frequent words
-            and its character counts, and TF Text's learner
+            distinct words, Beam merges the counts in hash partitions with the word
+            vocabulary's compact counting (pipeline/vocabulary.py, `--vocab_partitions`),
+            keeps each partition's `MAX_LEARNER_WORDS` most frequent words and its
+            character counts, and TF Text's learner
             (`wordpiece_tokenizer_learner_lib`) turns the most frequent words overall
             into at most `--max_vocab - 2` pieces. The analyzer writes two assets: the
             pieces (`transform_fn/assets/tokens`, copied to vocab.txt) and the compiled
@@ -32,7 +34,6 @@ import uuid
 from typing import Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
-import numpy as np
 import tensorflow as tf
 import tensorflow_text as tf_text
 import tensorflow_transform as tft
@@ -41,6 +42,8 @@ from tensorflow_text.core.pybinds import pywrap_fast_wordpiece_tokenizer_model_b
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner_lib
 
 import contract
+from pipeline import token_counts
+from pipeline import vocabulary as vocab_lib
 
 SUFFIX_INDICATOR = "##"  # prefix of continuation pieces in vocab.txt
 MAX_BYTES_PER_WORD = 100  # a longer word is one <unk> piece
@@ -49,8 +52,6 @@ MAX_PIECE_CHARS = 50  # the learner ignores longer words (their characters still
 # keeps this many, so a worker holds a bounded list whatever the corpus size). Rarer
 # words add their characters only, so every character seen can still be spelled.
 MAX_LEARNER_WORDS = 10_000
-# Word counts are merged in this many hash partitions, so no worker merges all of them.
-NUM_PARTITIONS = 64
 MAX_ALPHABET = 1000  # characters beyond the most frequent ones become <unk>
 # Refinement passes per threshold tried. The learner's default is 4; on prose 2 give
 # nearly the same pieces per word in half the time, and the learner is the one step of
@@ -108,46 +109,20 @@ def model_buffer(pieces: Sequence[str]) -> bytes:
       True, False)  # no_pretokenization: the input is words already; no detokenization
 
 
-def count_words(flat_words: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """A batch's words (1-D) → (distinct words, their counts, their partitions), in the graph.
+def partition_summary(partition: Tuple[int, token_counts.TokenCounts]) -> Tuple[List[Tuple[str, int]], dict]:
+  """One partition's merged word counts → (its MAX_LEARNER_WORDS most frequent, char counts).
 
-  The partition is a FarmHash bucket of the word's bytes (the same in every process), so
-  each word's counts from all batches meet in one partition.
+  The partition is complete (every count of its words has been merged), so its top words
+  are exact, and every character of every word is counted: rare words still spell.
   """
-  words, _, counts = tf.unique_with_counts(flat_words, out_idx=tf.int64)
-  return words, counts, tf.strings.to_hash_bucket_fast(words, NUM_PARTITIONS)
-
-
-def partition_counts(batch: Tuple[np.ndarray, ...]) -> List[Tuple[int, collections.Counter]]:
-  """One batch's `count_words` output → (partition, Counter) for each partition it touches."""
-  words, counts, partitions = batch
-  order = np.argsort(partitions, kind="stable")
-  keys, starts = np.unique(partitions[order], return_index=True)
-  words, counts = words[order].tolist(), counts[order].tolist()
-  ends = starts[1:].tolist() + [len(words)]
-  return [(key, collections.Counter(dict(zip(words[start:end], counts[start:end]))))
-          for key, start, end in zip(keys.tolist(), starts.tolist(), ends)]
-
-
-def merge_counters(counters: Iterable[collections.Counter]) -> collections.Counter:
-  total = collections.Counter()
-  for counter in counters:
-    total.update(counter)
-  return total
-
-
-def partition_summary(partition: Tuple[int, collections.Counter]) -> Tuple[List[Tuple[str, int]], dict]:
-  """One partition's merged word counts → (its MAX_LEARNER_WORDS most frequent, char counts)."""
-  _, counter = partition
+  _, counts = partition
   chars = collections.Counter()
-  words = []
-  for word, n in counter.items():
-    word = word.decode("utf-8", errors="replace")
-    words.append((word, n))
-    for char in word:
+  for word, n in zip(counts.tokens(), counts.counts.tolist()):
+    for char in word.decode("utf-8", errors="replace"):
       chars[char] += n
-  words.sort(key=lambda item: (-item[1], item[0]))
-  return words[:MAX_LEARNER_WORDS], dict(chars)
+  top = token_counts.select(counts, 1, MAX_LEARNER_WORDS)
+  words = [(word.decode("utf-8", errors="replace"), n) for word, n in zip(top.tokens(), top.counts.tolist())]
+  return words, dict(chars)
 
 
 def learn_from_summaries(summaries: Iterable[Tuple[List[Tuple[str, int]], dict]], vocab_size: int,
@@ -168,9 +143,10 @@ def learn_from_summaries(summaries: Iterable[Tuple[List[Tuple[str, int]], dict]]
 class _LearnWordpiece(tft_beam.experimental.PTransformAnalyzer):
   """Batches of (distinct words, counts, partitions) → paths of the pieces file and the model file."""
 
-  def __init__(self, file_name: str, vocab_size: int, min_count: int):
+  def __init__(self, file_name: str, vocab_size: int, min_count: int, num_partitions: int):
     super().__init__()
     self.file_name, self.vocab_size, self.min_count = file_name, vocab_size, min_count
+    self.num_partitions = num_partitions
 
   def expand(self, batches):
     def write(summaries):
@@ -188,8 +164,8 @@ class _LearnWordpiece(tft_beam.experimental.PTransformAnalyzer):
 
     learned = (
         batches
-        | "CountBatch" >> beam.FlatMap(partition_counts)
-        | "MergePartitions" >> beam.CombinePerKey(merge_counters)
+        | "CountBatch" >> beam.FlatMap(vocab_lib.count_batch, self.num_partitions)
+        | "MergePartitions" >> beam.CombinePerKey(vocab_lib.MergeCountsFn())
         | "Summarize" >> beam.Map(partition_summary)
         | "ToList" >> beam.combiners.ToList()
         | "Learn" >> beam.Map(write))
@@ -197,7 +173,8 @@ class _LearnWordpiece(tft_beam.experimental.PTransformAnalyzer):
             learned | "ModelPath" >> beam.Map(lambda paths: paths[1]))
 
 
-def learn_tokenizer(words: tf.RaggedTensor, file_name: str, vocab_size: int, min_count: int = 1):
+def learn_tokenizer(words: tf.RaggedTensor, file_name: str, vocab_size: int, min_count: int = 1,
+                    num_partitions: int = 1):
   """The analyzer: words → (pieces asset path, FastWordpieceTokenizer over the pieces).
 
   Both the pieces and the compiled model are assets of transform_fn/ (`file_name` and
@@ -205,8 +182,8 @@ def learn_tokenizer(words: tf.RaggedTensor, file_name: str, vocab_size: int, min
   file read by the graph (`tf.io.read_file`) is how a SavedModel carries such bytes.
   """
   pieces_path, model_path = tft.experimental.ptransform_analyzer(
-      inputs=count_words(words.flat_values),
-      ptransform=_LearnWordpiece(file_name, vocab_size, min_count),
+      inputs=vocab_lib.count_tokens(words.flat_values),
+      ptransform=_LearnWordpiece(file_name, vocab_size, min_count, num_partitions),
       output_dtypes=[tf.string, tf.string], output_shapes=[[], []],
       output_asset_default_values=[b"", model_buffer([])], name=f"wordpiece_{file_name}")
   model = tf.io.decode_raw(tf.io.read_file(model_path), tf.uint8)
