@@ -8,25 +8,25 @@ Signatures:
   serving_default  text [batch] → by task:
       tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
                 ("" past the length), length [batch]
-      classify: label_id [batch], label [batch] string, probabilities [batch, classes]
+      classify: label_id [batch], label [batch] string, probabilities [batch, classes], token_ids
       lm:       log_likelihood [batch] (sum over predicted tokens), predicted_tokens [batch] int64,
-                length [batch]
+                length [batch], token_ids
   raw  the pipeline's raw record, batched: text [batch] (or "" where tokens are given),
       tokens [batch, time] strings padded with "", token_count [batch] (0 where text is given),
       and the gold labels: labels [batch, time] (tag) or label [batch] (classify), any
       non-empty string where unknown. Returns the serving_default outputs of its task, plus
       gold_ids (tag: [batch, time] the transformed labels, 0 on a word's continuation pieces;
-      classify: [batch]) and the batch's eval sums (trainer.metrics.eval_sums: loss_sum,
+      classify: [batch], and label_names [classes]) and the batch's eval sums (trainer.metrics.eval_sums: loss_sum,
       count, nll_sum, correct, targets, examples, tokens) against the gold labels.
   score  a batch of the shards' records as trainer.data makes them (token_ids, length,
       weight, and label_ids for tag/classify) → its eval sums, exactly as the training run's
       evaluation computes them.
   next_token  (lm) token_ids [batch, time], length [batch] → logits [batch, vocab] of the
-      token after each row's last one.
+      token after each row's last one, and tokens [batch, time]: the ids as vocab.txt's strings.
 """
 
 import os
-from typing import List
+from typing import List, Optional
 
 import keras
 import tensorflow as tf
@@ -42,8 +42,9 @@ class ServingModule(tf.Module):
   """Raw text → transform_fn → model → predictions, as tf.functions."""
 
   def __init__(self, model: keras.Model, transform_dir: str, task: str, labels: List[str],
-               raw_feature_names: List[str], loss_reduction: str = "token"):
+               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None):
     super().__init__()
+    self.token_names = tf.constant(tokens or [""])
     self.model = model
     self.transform = contract.load_saved_model(transform_dir)
     self.task = task
@@ -100,13 +101,14 @@ class ServingModule(tf.Module):
     elif self.task == "classify":
       label_id = tf.argmax(logits, axis=-1, output_type=tf.int64)
       outputs = {"label_id": label_id, "label": tf.gather(self.label_names, label_id),
-                 "probabilities": tf.nn.softmax(logits)}
+                 "probabilities": tf.nn.softmax(logits), "token_ids": token_ids}
     else:
       targets = contract.lm_targets(token_ids)
       mask = tf.cast(targets != contract.PAD_ID, tf.float32)
       log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
       outputs = {"log_likelihood": tf.reduce_sum(log_probs * mask, axis=1),
-                 "predicted_tokens": tf.cast(tf.reduce_sum(mask, axis=1), tf.int64), "length": length}
+                 "predicted_tokens": tf.cast(tf.reduce_sum(mask, axis=1), tf.int64), "length": length,
+                 "token_ids": token_ids}
     return token_ids, logits, outputs
 
   def _serve(self, text):
@@ -130,6 +132,7 @@ class ServingModule(tf.Module):
     elif self.task == "classify":
       batch[contract.LABEL] = transformed[contract.LABEL]
       outputs["gold_ids"] = batch[contract.LABEL]
+      outputs["label_names"] = self.label_names
     outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction))
     return outputs
 
@@ -145,7 +148,8 @@ class ServingModule(tf.Module):
 
   def _next_token(self, token_ids, length):
     logits = self.model(token_ids, training=False)
-    return {"logits": tf.gather(logits, tf.maximum(length - 1, 0), axis=1, batch_dims=1)}
+    return {"logits": tf.gather(logits, tf.maximum(length - 1, 0), axis=1, batch_dims=1),
+            "tokens": tf.gather(self.token_names, token_ids)}
 
 
 def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Model) -> str:
@@ -155,7 +159,8 @@ def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Mo
   labels_path = metadata.labels_path(config.data_dir)
   labels = contract.read_vocab(labels_path) if labels_path else []
   module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), metadata.task, labels,
-                         contract.raw_columns(metadata.task), config.loss_reduction)
+                         contract.raw_columns(metadata.task), config.loss_reduction,
+                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None)
   path = os.path.join(config.model_dir, EXPORT_DIR)
   temp_path = path + ".tmp"
   if tf.io.gfile.exists(temp_path):
