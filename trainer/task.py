@@ -41,7 +41,7 @@ def _non_negative_int(text: str) -> int:
 
 
 # Flags whose values may be 0 but not negative (0 means "off" or "to the boundary").
-_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping", "eval_every", "checkpoint_every"}
+_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, fields) -> None:
