@@ -30,7 +30,6 @@ from pipeline import arrow
 from pipeline import counts
 from pipeline import lines
 # Re-exported for the stages after this one (pipeline.transform reads the schema).
-from pipeline.arrow import SPLIT_KEY, arrow_schema  # pylint: disable=unused-import
 from pipeline.lines import FileRange, InputChangedError, InputFile  # pylint: disable=unused-import
 
 DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in errors/

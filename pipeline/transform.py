@@ -18,7 +18,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx_bsl.public import tfxio
 
 import contract
-from pipeline import read
+from pipeline import arrow
 from pipeline import tokenize
 from pipeline import vocabulary as vocab_lib
 from pipeline import wordpiece
@@ -42,8 +42,8 @@ def _tensor_representations(task: str) -> Dict[str, schema_pb2.TensorRepresentat
 
 
 def tensor_adapter_config(task: str) -> tfxio.TensorAdapterConfig:
-  schema = read.arrow_schema(task)
-  schema = pa.schema([field for field in schema if field.name != read.SPLIT_KEY])
+  schema = arrow.arrow_schema(task)
+  schema = pa.schema([field for field in schema if field.name != arrow.SPLIT_KEY])
   return tfxio.TensorAdapterConfig(schema, _tensor_representations(task))
 
 

@@ -102,3 +102,17 @@ def demo_tag_data(tmp_path_factory):
   preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
              "--eval_fraction", "0.1")
   return str(output_dir)
+
+
+@pytest.fixture(scope="session")
+def demo_tagger(demo_tag_data, tmp_path_factory):
+  """A small bidirectional tagger trained once per session on the demo data: (model_dir, process).
+
+  2 replicas, 100 steps, evaluated (and checkpointed) every 25, exporting the best step.
+  Tests must not change it: copy it to resume or retrain.
+  """
+  model_dir = tmp_path_factory.mktemp("tagger") / "model"
+  process = run_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--embedding_dim", "16",
+                    "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2", "--train_steps", "100",
+                    "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional", "--warmup_steps", "20")
+  return model_dir, process

@@ -1,36 +1,93 @@
-"""The trainer's hyper-parameters, as one frozen dataclass built from flags in the entry point."""
+"""The trainer's hyper-parameters, as one frozen dataclass built from flags in the entry point.
+
+Each field is the only place where its default is written: `trainer.task` makes one flag
+per field (help text and choices from the field's metadata) and copies the parsed flags
+back with `dataclasses.fields`, so a new hyper-parameter is one new field here.
+
+Also the names in MODEL_DIR, so that the tools that read it (trainer.evaluate,
+trainer.predict) need not import the Keras modules that write it.
+"""
 
 import dataclasses
 
-
-# Batches are padded to their longest row rounded up to 2, not to the bucket boundary: on
-# the 100 MB prose, 16 buckets waste 4.7% instead of 10.1% (BENCHMARKS.md). More shapes
-# cost nothing here: the training steps run inside one tf.function over the iterator,
-# and the eval step is traced with reduce_retracing.
+# Batches are padded to their longest row rounded up to 2, not to the bucket boundary:
+# less padding than the boundary (BENCHMARKS.md). More shapes cost nothing here: the
+# training steps run inside one tf.function over the iterator, and the eval step is
+# traced with reduce_retracing.
 DEFAULT_PAD_MULTIPLE = 2
+
+# MODEL_DIR's layout.
+CHECKPOINTS_DIR = "checkpoints"  # the last few steps, for resuming
+BEST_DIR = "checkpoints/best"  # the best-so-far step's checkpoint
+BEST_FILE = "best.json"  # {"best_step", "best": eval metrics, "evals_without_improvement"}, in BEST_DIR
+EXPORT_DIR = "export"
+LOGS_DIR = "logs"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
+
+
+def _flag(default, help_text: str, choices=None, data: bool = False):
+  """A field with its flag's help; `data`: a flag of the input pipeline, shared with trainer.batches."""
+  return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices, "data": data})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-  data_dir: str
-  model_dir: str
-  cell: str = "lstm"
-  bidirectional: bool = False
-  num_layers: int = 1
-  embedding_dim: int = 64
-  hidden: int = 128
-  dropout: float = 0.0  # on the RNN's inputs and outputs
-  recurrent_dropout: float = 0.0  # > 0 rules out the cuDNN kernels on GPU
-  tokens_per_batch: int = 4096  # padded tokens in one global batch: sets each bucket's batch size
-  num_buckets: int = 16
-  pad_multiple: int = DEFAULT_PAD_MULTIPLE  # N: pad to the batch's longest, rounded up to N; 0: to the bucket boundary
-  train_steps: int = 1000
-  eval_every: int = 200
-  log_every: int = 50
-  learning_rate: float = 1e-3
-  clip_norm: float = 1.0  # global gradient norm; 0 = no clipping
-  loss_reduction: str = "token"  # or "sequence"
-  checkpoint_every: int = 200
-  cpu_replicas: int = 1
-  seed: int = 42
-  shuffle_buffer: int = 10_000
+  data_dir: str = dataclasses.field(metadata={"help": "OUTPUT_DIR of pipeline.preprocess", "data": True})
+  model_dir: str = dataclasses.field(metadata={"help": "checkpoints/, logs/, export/, metrics.json"})
+  cell: str = _flag("lstm", "recurrent cell", choices=("lstm", "gru"))
+  bidirectional: bool = _flag(False, "bidirectional RNN layers (tag, classify)")
+  num_layers: int = _flag(1, "stacked RNN layers")
+  embedding_dim: int = _flag(64, "token embedding size")
+  hidden: int = _flag(128, "RNN units per direction")
+  dropout: float = _flag(0.0, "dropout on RNN inputs and outputs")
+  recurrent_dropout: float = _flag(0.0, "dropout on the recurrent state (> 0 disables cuDNN kernels on GPU)")
+  # Small batches and many updates learn fastest on a CPU; on GPUs scale both (README).
+  tokens_per_batch: int = _flag(1024, "padded tokens per global batch; sets each bucket's batch size", data=True)
+  num_buckets: int = _flag(16, "length buckets, at the pipeline's optimal boundaries", choices=(4, 8, 16, 32),
+                           data=True)
+  pad_multiple: int = _flag(DEFAULT_PAD_MULTIPLE, "N: pad each batch to its longest sequence rounded up to a "
+                            "multiple of N; 0: to its bucket's boundary (one shape per bucket, more padding)",
+                            data=True)
+  cpu_replicas: int = _flag(1, "without GPUs: split the CPU into N logical devices, one replica each", data=True)
+  train_steps: int = _flag(1000, "optimizer steps in all (a rerun resumes up to this step)")
+  eval_every: int = _flag(200, "steps between evaluations on the eval split (and best-checkpoint checks)")
+  log_every: int = _flag(50, "steps between log lines and TensorBoard points")
+  checkpoint_every: int = _flag(200, "steps between checkpoints")
+  learning_rate: float = _flag(3e-3, "peak Adam learning rate, reached after --warmup_steps")
+  # No warm-up and no decay by default: on the 2.6 MB LM benchmark a constant rate was
+  # ahead of warm-up + linear decay at every eval measured (BENCHMARKS.md). Large batches
+  # on GPUs want a warm-up (README).
+  warmup_steps: int = _flag(0, "steps of linear warm-up from 0 to --learning_rate")
+  decay: str = _flag("none", "after warm-up: decay to 0 at --train_steps, or keep the peak",
+                     choices=("linear", "cosine", "none"))
+  clip_norm: float = _flag(1.0, "global gradient norm clip; 0 = off")
+  loss_reduction: str = _flag("token", "token: mean over real tokens; sequence: mean over sequences of their mean",
+                              choices=("token", "sequence"))
+  export: str = _flag("best", "export the step with the best eval metric (accuracy; loss for lm) or the last",
+                      choices=("best", "last"))
+  early_stopping: int = _flag(0, "stop after N evaluations without improvement (0: never)")
+  seed: int = _flag(42, "initialisation, shuffling and dropout")
+  shuffle_buffer: int = _flag(10_000, "records in the shuffle buffer")
+
+  @classmethod
+  def flag_fields(cls, data: bool):
+    """The fields that are flags of the input pipeline (data=True) or the others."""
+    return [field for field in dataclasses.fields(cls) if field.metadata.get("data", False) == data]
+
+
+def vocab_fingerprints(data_dir: str, metadata) -> dict:
+  """SHA-256 of an OUTPUT_DIR's vocab.txt (and labels.txt): which tokens the model's ids mean.
+
+  Args:
+    data_dir: the OUTPUT_DIR.
+    metadata: its `contract.Metadata`.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  fingerprints = {}
+  for name, path in (("vocab", metadata.vocab_path(data_dir)), ("labels", metadata.labels_path(data_dir))):
+    if path:
+      with tf.io.gfile.GFile(path, "rb") as f:
+        fingerprints[name] = hashlib.sha256(f.read()).hexdigest()
+  return fingerprints

@@ -1,43 +1,80 @@
-"""export/: a SavedModel whose `serving_default` takes raw text and returns predictions.
+"""export/: a SavedModel that takes raw text (or given tokens) and returns predictions.
 
 The pipeline's `transform_fn/` is loaded with `tf.saved_model.load` (never by importing
 TFT, which would switch Keras to the legacy package) and runs inside the serving
-function, so raw text is tokenized and mapped to ids exactly as the shards were.
+functions, so raw text is tokenized and mapped to ids exactly as the shards were.
 
-Outputs by task:
-  tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
-            ("" past the length), length [batch]; with a wordpiece transform_fn, labels,
-            label_ids and length are per word (the label of each word's first piece)
-  classify: label_id [batch], label [batch] string, probabilities [batch, classes]
-  lm:       log_likelihood [batch] (sum over predicted tokens), predicted_tokens [batch] int64,
-            length [batch]
+Signatures:
+  serving_default  text [batch] → by task:
+      tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
+                ("" past the length), length [batch]
+      classify: label_id [batch], label [batch] string, probabilities [batch, classes], token_ids
+      lm:       log_likelihood [batch] (sum over predicted tokens), predicted_tokens [batch] int64,
+                length [batch], token_ids
+  raw  the pipeline's raw record, batched: text [batch] (or "" where tokens are given),
+      tokens [batch, time] strings padded with "", token_count [batch] (0 where text is given),
+      and the gold labels: labels [batch, time] (tag) or label [batch] (classify), any
+      non-empty string where unknown. Returns the serving_default outputs of its task, plus
+      gold_ids (tag: [batch, time] the transformed labels, 0 on a word's continuation pieces;
+      classify: [batch], and label_names [classes]) and the batch's eval sums (trainer.metrics.eval_sums: loss_sum,
+      count, nll_sum, correct, targets, examples, tokens) against the gold labels.
+  score  a batch of the shards' records as trainer.data makes them (token_ids, length,
+      weight, and label_ids for tag/classify) → its eval sums, exactly as the training run's
+      evaluation computes them.
+  next_token  (lm) token_ids [batch, time], length [batch] → logits [batch, vocab] of the
+      token after each row's last one, and tokens [batch, time]: the ids as vocab.txt's strings.
 """
 
 import os
-from typing import List
+from typing import List, Optional
 
 import keras
 import tensorflow as tf
 
 import contract
-from trainer.config import TrainerConfig
+from trainer import metrics as metrics_lib
+from trainer.config import EXPORT_DIR, TrainerConfig
+from trainer.data import WEIGHT
 from trainer.model import build_model
-
-EXPORT_DIR = "export"
 
 
 class ServingModule(tf.Module):
-  """Raw text → transform_fn → model → predictions, as one tf.function."""
+  """Raw text → transform_fn → model → predictions, as tf.functions."""
 
   def __init__(self, model: keras.Model, transform_dir: str, task: str, labels: List[str],
-               raw_feature_names: List[str]):
+               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None):
     super().__init__()
+    self.token_names = tf.constant(tokens or [""])
     self.model = model
     self.transform = contract.load_saved_model(transform_dir)
     self.task = task
+    self.loss_reduction = loss_reduction
     self.label_names = tf.constant(labels or [""])
     self.raw_feature_names = raw_feature_names
     self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    raw_spec = {"text": tf.TensorSpec([None], tf.string, name="text"),
+                "tokens": tf.TensorSpec([None, None], tf.string, name="tokens"),
+                "token_count": tf.TensorSpec([None], tf.int64, name="token_count")}
+    score_spec = {"token_ids": tf.TensorSpec([None, None], tf.int64, name="token_ids"),
+                  "length": tf.TensorSpec([None], tf.int64, name="length"),
+                  "weight": tf.TensorSpec([None], tf.float32, name="weight")}
+    if task == "tag":
+      raw_spec["labels"] = tf.TensorSpec([None, None], tf.string, name="labels")
+      score_spec["label_ids"] = tf.TensorSpec([None, None], tf.int64, name="label_ids")
+    elif task == "classify":
+      raw_spec["label"] = tf.TensorSpec([None], tf.string, name="label")
+      score_spec["label_ids"] = tf.TensorSpec([None], tf.int64, name="label_ids")
+    self.raw = tf.function(self._raw, input_signature=[raw_spec])
+    self.score = tf.function(self._score, input_signature=[score_spec])
+    self.next_token = tf.function(self._next_token, input_signature=[
+        tf.TensorSpec([None, None], tf.int64, name="token_ids"), tf.TensorSpec([None], tf.int64, name="length")])
+
+  def signatures(self) -> dict:
+    signatures = {"serving_default": self.serve.get_concrete_function(),
+                  "raw": self.raw.get_concrete_function(), "score": self.score.get_concrete_function()}
+    if self.task == "lm":
+      signatures["next_token"] = self.next_token.get_concrete_function()
+    return signatures
 
   def _raw_features(self, text: tf.Tensor) -> dict:
     batch = tf.shape(text, out_type=tf.int64)[0]
@@ -49,8 +86,8 @@ class ServingModule(tf.Module):
       features["label"] = tf.fill([batch], "")
     return features
 
-  def _serve(self, text):
-    transformed = self.transform.transform_fn(self._raw_features(text))
+  def _predict(self, transformed: dict):
+    """transform_fn's output → (token_ids [batch, width], logits, the serving outputs)."""
     ids = transformed[contract.TOKENS]
     length = transformed[contract.LENGTH]
     width = tf.maximum(tf.reduce_max(tf.concat([ids.row_lengths(), [1]], 0)), 1)  # "" still runs
@@ -66,35 +103,75 @@ class ServingModule(tf.Module):
         labels = tf.ragged.boolean_mask(tf.RaggedTensor.from_tensor(labels, lengths=length), first_pieces)
         length = label_ids.row_lengths()
         label_ids, labels = label_ids.to_tensor(contract.PAD_ID), labels.to_tensor("")
-      return {"label_ids": label_ids, "labels": labels, "token_ids": token_ids, "length": length}
-    if self.task == "classify":
+      outputs = {"label_ids": label_ids, "labels": labels, "token_ids": token_ids, "length": length}
+    elif self.task == "classify":
       label_id = tf.argmax(logits, axis=-1, output_type=tf.int64)
-      return {"label_id": label_id, "label": tf.gather(self.label_names, label_id),
-              "probabilities": tf.nn.softmax(logits)}
-    targets = contract.lm_targets(token_ids)
-    mask = tf.cast(targets != contract.PAD_ID, tf.float32)
-    log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
-    return {"log_likelihood": tf.reduce_sum(log_probs * mask, axis=1),
-            "predicted_tokens": tf.cast(tf.reduce_sum(mask, axis=1), tf.int64), "length": length}
+      outputs = {"label_id": label_id, "label": tf.gather(self.label_names, label_id),
+                 "probabilities": tf.nn.softmax(logits), "token_ids": token_ids}
+    else:
+      targets = contract.lm_targets(token_ids)
+      mask = tf.cast(targets != contract.PAD_ID, tf.float32)
+      log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
+      outputs = {"log_likelihood": tf.reduce_sum(log_probs * mask, axis=1),
+                 "predicted_tokens": tf.cast(tf.reduce_sum(mask, axis=1), tf.int64), "length": length,
+                 "token_ids": token_ids}
+    return token_ids, logits, outputs
+
+  def _serve(self, text):
+    return self._predict(self.transform.transform_fn(self._raw_features(text)))[2]
+
+  def _raw(self, features):
+    tokens = tf.RaggedTensor.from_tensor(features["tokens"], lengths=features["token_count"])
+    raw = {"text": features["text"], "tokens": tokens}
+    if self.task == "tag":
+      raw["labels"] = tf.RaggedTensor.from_tensor(features["labels"], lengths=features["token_count"])
+    elif self.task == "classify":
+      raw["label"] = features["label"]
+    transformed = self.transform.transform_fn(raw)
+    token_ids, logits, outputs = self._predict(transformed)
+    batch = {contract.TOKENS: token_ids, contract.LENGTH: transformed[contract.LENGTH],
+             WEIGHT: tf.ones(tf.shape(token_ids)[:1], tf.float32)}
+    if self.task == "tag":
+      batch[contract.LABELS] = transformed[contract.LABELS].to_tensor(
+          default_value=contract.PAD_ID, shape=tf.shape(token_ids, out_type=tf.int64))
+      outputs["gold_ids"] = batch[contract.LABELS]
+    elif self.task == "classify":
+      batch[contract.LABEL] = transformed[contract.LABEL]
+      outputs["gold_ids"] = batch[contract.LABEL]
+      outputs["label_names"] = self.label_names
+    outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction))
+    return outputs
+
+  def _score(self, features):
+    batch = {contract.TOKENS: features["token_ids"], contract.LENGTH: features["length"],
+             WEIGHT: features["weight"]}
+    if self.task == "tag":
+      batch[contract.LABELS] = features["label_ids"]
+    elif self.task == "classify":
+      batch[contract.LABEL] = features["label_ids"]
+    logits = self.model(features["token_ids"], training=False)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction)
+
+  def _next_token(self, token_ids, length):
+    logits = self.model(token_ids, training=False)
+    return {"logits": tf.gather(logits, tf.maximum(length - 1, 0), axis=1, batch_dims=1),
+            "tokens": tf.gather(self.token_names, token_ids)}
 
 
-def export(config: TrainerConfig, metadata: dict, trained: keras.Model) -> str:
+def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Model) -> str:
   """Writes MODEL_DIR/export with a non-distributed copy of the trained weights."""
-  task = metadata["task"]
-  vocab_size = metadata["vocab"]["size"]
-  num_classes = vocab_size if task == "lm" else metadata["labels"]["size"]
-  model = build_model(config, task, vocab_size, num_classes)
+  model = build_model(config, metadata.task, metadata.vocab_size, metadata.num_classes)
   model.set_weights(trained.get_weights())
-  labels = []
-  if task != "lm":
-    labels = contract.read_vocab(os.path.join(config.data_dir, metadata["labels"]["file"]))
-  module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), task, labels,
-                         contract.raw_columns(task))
+  labels_path = metadata.labels_path(config.data_dir)
+  labels = contract.read_vocab(labels_path) if labels_path else []
+  module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), metadata.task, labels,
+                         contract.raw_columns(metadata.task), config.loss_reduction,
+                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None)
   path = os.path.join(config.model_dir, EXPORT_DIR)
   temp_path = path + ".tmp"
   if tf.io.gfile.exists(temp_path):
     tf.io.gfile.rmtree(temp_path)
-  tf.saved_model.save(module, temp_path, signatures={"serving_default": module.serve.get_concrete_function()})
+  tf.saved_model.save(module, temp_path, signatures=module.signatures())
   if tf.io.gfile.exists(path):
     tf.io.gfile.rmtree(path)
   tf.io.gfile.rename(temp_path, path)

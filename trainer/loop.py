@@ -8,23 +8,26 @@ summed over replicas are those of the global batch.
 
 import json
 import logging
-import math
 import os
 import signal
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import keras
 import tensorflow as tf
 
 import contract
+from trainer import config as config_lib
 from trainer import data
 from trainer import loss as loss_lib
+from trainer import metrics as metrics_lib
+from trainer import ops
 from trainer.config import TrainerConfig
 from trainer.model import build_model
+from trainer.schedule import WarmupDecay
 
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
+METRICS_FILE = config_lib.METRICS_FILE
+MODEL_FILE = config_lib.MODEL_FILE
 DATA_CHECK_FILE = "data_check.json"  # which data the shard counts were checked for
 
 
@@ -32,32 +35,44 @@ class ModelDirError(ValueError):
   """A MODEL_DIR whose checkpoints are of another model: resuming would fail or mislead."""
 
 
-def model_description(config: TrainerConfig, metadata: dict) -> dict:
+def _typed(metadata: Union[dict, contract.Metadata]) -> contract.Metadata:
+  return metadata if isinstance(metadata, contract.Metadata) else contract.Metadata.from_dict(metadata)
+
+
+def model_description(config: TrainerConfig, metadata: Union[dict, contract.Metadata]) -> dict:
   """The settings that fix the checkpoint's variables: a rerun must agree on all of them."""
-  return {"task": metadata["task"], "vocab_size": metadata["vocab"]["size"],
-          "num_classes": metadata.get("labels", metadata["vocab"])["size"], "cell": config.cell,
-          "bidirectional": config.bidirectional, "num_layers": config.num_layers,
+  metadata = _typed(metadata)
+  return {"task": metadata.task, "vocab_size": metadata.vocab_size, "num_classes": metadata.num_classes,
+          "cell": config.cell, "bidirectional": config.bidirectional, "num_layers": config.num_layers,
           "embedding_dim": config.embedding_dim, "hidden": config.hidden}
 
 
-def check_model_dir(config: TrainerConfig, metadata: dict, write: bool) -> None:
-  """Refuses a MODEL_DIR trained with other settings; records ours on a first run."""
+def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> None:
+  """Refuses a MODEL_DIR trained with other settings; records ours on a first run.
+
+  model.json also records the vocabularies' fingerprints, so trainer.evaluate can refuse
+  data whose ids mean other tokens.
+  """
   path = os.path.join(config.model_dir, MODEL_FILE)
+  metadata = _typed(metadata)
   ours = model_description(config, metadata)
+  fingerprints = config_lib.vocab_fingerprints(config.data_dir, metadata)
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       theirs = json.load(f)
     different = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    if theirs.get("fingerprints", fingerprints) != fingerprints:
+      different["vocabulary"] = ("of the first run", "another")
     if different:
       described = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(different.items()))
       raise ModelDirError(f"--model_dir {config.model_dir} holds a model trained with {described}; "
                           "use a new --model_dir, or the same data and model flags to resume")
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
-    write_json(path, ours)  # other workers may read it at any moment: never half-written
+    write_json(path, {**ours, "fingerprints": fingerprints})  # others may read it at any moment: never half-written
 
 
-def check_data(config: TrainerConfig, metadata: dict, write: bool) -> Optional[int]:
+def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:
   """Counts every shard's records against metadata.json, once per MODEL_DIR and data.
 
   A rerun (resuming after preemption) of the same data skips the count; shard sizes are
@@ -69,15 +84,16 @@ def check_data(config: TrainerConfig, metadata: dict, write: bool) -> Optional[i
   Raises:
     contract.DataDirError: a count disagrees or a shard is damaged.
   """
-  stamp = {"data_dir": config.data_dir, "created": metadata.get("created"),
-           "shards": {shard["file"]: shard.get("bytes") for split in metadata["splits"].values()
+  metadata = _typed(metadata)
+  stamp = {"data_dir": config.data_dir, "created": metadata.raw.get("created"),
+           "shards": {shard["file"]: shard.get("bytes") for split in metadata.splits.values()
                       for shard in split["shards"]}}
   path = os.path.join(config.model_dir, DATA_CHECK_FILE)
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       if json.load(f) == stamp:
         return None
-  total = contract.check_counts(config.data_dir, metadata)
+  total = contract.check_counts(config.data_dir, metadata.raw)
   if write:
     tf.io.gfile.makedirs(config.model_dir)
     write_json(path, stamp)
@@ -87,65 +103,72 @@ def check_data(config: TrainerConfig, metadata: dict, write: bool) -> Optional[i
 class Trainer:
   """Owns the strategy, model, optimizer, datasets and checkpoints of one run."""
 
-  def __init__(self, config: TrainerConfig, strategy: tf.distribute.Strategy, metadata: dict,
-               is_chief: bool = True, worker_name: str = "chief"):
+  def __init__(self, config: TrainerConfig, strategy: tf.distribute.Strategy,
+               metadata: Union[dict, contract.Metadata], is_chief: bool = True, worker_name: str = "chief"):
     self.config = config
     self.is_chief = is_chief
     # Every worker saves (saving may involve collectives), but only the chief into
     # MODEL_DIR's shared directories; the others into MODEL_DIR/workers/NAME.
     self.output_dir = config.model_dir if is_chief else os.path.join(config.model_dir, "workers", worker_name)
     self.strategy = strategy
-    self.metadata = metadata
-    self.task = metadata["task"]
+    self.metadata = _typed(metadata)
+    self.task = self.metadata.task
     self.replicas = strategy.num_replicas_in_sync
-    self.vocab_size = metadata["vocab"]["size"]
-    self.num_classes = self.vocab_size if self.task == "lm" else metadata["labels"]["size"]
-    self.compression = contract.compression_type(metadata)
-    self.train_paths = contract.shard_paths(config.data_dir, metadata, "train")
-    self.eval_paths = contract.shard_paths(config.data_dir, metadata, "eval")
+    self.compression = self.metadata.compression
+    self.train_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "train")
+    self.eval_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "eval")
+    self.native_parser = ops.available()  # decided once: the same parser for every dataset of the run
     self._stop_requested = False
     self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
     with strategy.scope():
-      self.model = build_model(config, self.task, self.vocab_size, self.num_classes)
-      self.optimizer = keras.optimizers.Adam(config.learning_rate)
+      self.model = build_model(config, self.task, self.metadata.vocab_size, self.metadata.num_classes)
+      self.learning_rate = WarmupDecay(config.learning_rate, config.warmup_steps, config.train_steps, config.decay)
+      self.optimizer = keras.optimizers.Adam(self.learning_rate)
       self.optimizer.build(self.model.trainable_variables)
     # Every model variable by its Keras path, including the dropout RNG states, which
     # tf.train.Checkpoint does not find through a Keras 3 model: without them a resumed
     # run draws different dropout masks than an uninterrupted one.
     model_variables = {variable.path: variable.value for variable in self.model.variables}
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, variables=model_variables)
-    self.chief_checkpoints = os.path.join(config.model_dir, "checkpoints")
+    self.chief_checkpoints = os.path.join(config.model_dir, config_lib.CHECKPOINTS_DIR)
     self.manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(self.output_dir, "checkpoints"), max_to_keep=3)
-    self.writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, "logs")) if is_chief
+        self.checkpoint, os.path.join(self.output_dir, config_lib.CHECKPOINTS_DIR), max_to_keep=3)
+    self.best = BestCheckpoint(os.path.join(self.output_dir, config_lib.BEST_DIR), self.checkpoint, self.task)
+    self.writer = (tf.summary.create_file_writer(os.path.join(config.model_dir, config_lib.LOGS_DIR)) if is_chief
                    else tf.summary.create_noop_writer())
-    self.stopped_early = False
+    self.stopped_early = False  # by SIGTERM: the run is not finished
+    self.early_stopped = False  # by --early_stopping: the run is finished
 
   @property
   def step(self) -> int:
     return int(self.optimizer.iterations.numpy())
 
+  @property
+  def parser_name(self) -> str:
+    return "native" if self.native_parser else "tf.io.parse_sequence_example"
+
   # --- input ---------------------------------------------------------------------------
 
-  def _dataset_fn(self, training: bool, skip_batches: int = 0):
+  def _dataset_fn(self, training: bool, skip_batches: int = 0, paths=None):
+    paths = paths or (self.train_paths if training else self.eval_paths)
+
     def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
       num_pipelines = input_context.num_input_pipelines if training else 1
       local_replicas = self.replicas // input_context.num_input_pipelines
-      spec = data.bucket_spec(self.metadata, self.config.num_buckets,
+      spec = data.bucket_spec(self.metadata.raw, self.config.num_buckets,
                               self.config.tokens_per_batch // input_context.num_input_pipelines, local_replicas,
                               self.config.pad_multiple)
       return data.make_dataset(
-          self.train_paths if training else self.eval_paths, self.task, spec, local_replicas,
-          training=training, compression=self.compression, seed=self.config.seed,
-          pipeline_index=input_context.input_pipeline_id, num_pipelines=num_pipelines,
-          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches)
+          paths, self.task, spec, local_replicas, training=training, compression=self.compression,
+          seed=self.config.seed, pipeline_index=input_context.input_pipeline_id, num_pipelines=num_pipelines,
+          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches, native=self.native_parser)
     return dataset_fn
 
-  def distributed_dataset(self, training: bool, skip_batches: int = 0):
+  def distributed_dataset(self, training: bool, skip_batches: int = 0, paths=None):
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     return self.strategy.distribute_datasets_from_function(
-        self._dataset_fn(training, skip_batches), options)
+        self._dataset_fn(training, skip_batches, paths), options)
 
   # --- steps ---------------------------------------------------------------------------
 
@@ -189,9 +212,8 @@ class Trainer:
     return {"loss_sum": loss_sum, "count": count, "tokens": tf.reduce_sum(lengths), "slots": slots}
 
   def _eval_replica_step(self, batch):
-    logits, target, mask, loss_sum, count = self._replica_sums(batch, training=False)
-    return {"loss_sum": loss_sum, "count": count,
-            "correct": loss_lib.correct_count(logits, target, mask), "targets": tf.reduce_sum(mask)}
+    logits = self.model(batch[contract.TOKENS], training=False)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction)
 
   def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
@@ -210,18 +232,14 @@ class Trainer:
 
   # --- the loop ------------------------------------------------------------------------
 
-  def evaluate(self) -> Dict[str, float]:
-    totals = {"loss_sum": 0.0, "count": 0.0, "correct": 0.0, "targets": 0.0}
-    for batch in self.distributed_dataset(training=False):
+  def evaluate(self, split: str = "eval") -> Dict[str, float]:
+    """metrics.json's eval metrics of the current weights on a split of DATA_DIR."""
+    totals = dict.fromkeys(metrics_lib.SUM_KEYS, 0.0)
+    paths = self.eval_paths if split == "eval" else self.train_paths
+    for batch in self.distributed_dataset(training=False, paths=paths):
       for k, v in self._eval_step(batch).items():
         totals[k] += float(v)
-    eval_loss = totals["loss_sum"] / max(totals["count"], 1.0)
-    results = {"eval_loss": eval_loss, "eval_examples_targets": totals["targets"]}
-    if self.task == "lm":
-      results["eval_perplexity"] = math.exp(min(eval_loss, 50.0))
-    else:
-      results["eval_accuracy"] = totals["correct"] / max(totals["targets"], 1.0)
-    return results
+    return metrics_lib.eval_metrics(totals, self.task, self.metadata.splits.get(split, {}).get("characters"))
 
   def request_stop(self, *_):
     """On SIGTERM (preemption): finish the current steps, checkpoint, exit."""
@@ -236,6 +254,10 @@ class Trainer:
       raise contract.DataDirError(
           f"corrupt TFRecord data ({where or error.message}); rerun pipeline.preprocess --overwrite") from None
 
+  def _out_of_patience(self) -> bool:
+    patience = self.config.early_stopping
+    return patience > 0 and self.best.evals_without_improvement >= patience
+
   def _train(self) -> dict:
     config = self.config
     restored = tf.train.latest_checkpoint(self.chief_checkpoints)  # every worker resumes from the chief's
@@ -244,15 +266,17 @@ class Trainer:
     start = self.step
     if restored:
       logging.info("Resumed from %s at step %d", restored, start)
+    self.best.load()
     iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
     if hasattr(signal, "SIGTERM"):
       try:
         signal.signal(signal.SIGTERM, self.request_stop)
       except ValueError:  # not the main thread
         pass
-    metrics = {"global_step": start, "replicas": self.replicas}
+    metrics = {"global_step": start, "replicas": self.replicas, "parser": self.parser_name}
     run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
-    while self.step < config.train_steps and not self._stop_requested:
+    self.early_stopped = self._out_of_patience()
+    while self.step < config.train_steps and not self._stop_requested and not self.early_stopped:
       interval = min(config.log_every, config.train_steps - self.step,
                      _steps_to_next(self.step, config.eval_every), _steps_to_next(self.step, config.checkpoint_every))
       begin = time.time()
@@ -267,28 +291,49 @@ class Trainer:
       metrics.update(global_step=step, train_loss=train_loss, tokens_per_s=tokens_per_s,
                      padding_waste=1.0 - run_tokens / max(run_slots, 1.0))
       eta = (config.train_steps - step) * seconds / interval
-      logging.info("step %d/%d  loss %.4f  %.0f tokens/s  padding %.1f%%  ETA %s", step, config.train_steps,
-                   train_loss, sums["tokens"] / max(seconds, 1e-9), 100 * metrics["padding_waste"],
+      learning_rate = float(self.learning_rate(step - 1))  # the rate of the last step trained
+      logging.info("step %d/%d  loss %.4f  lr %.2e  %.0f tokens/s  padding %.1f%%  ETA %s", step, config.train_steps,
+                   train_loss, learning_rate, sums["tokens"] / max(seconds, 1e-9), 100 * metrics["padding_waste"],
                    _format_seconds(eta))
       with self.writer.as_default(step=step):
         tf.summary.scalar("train/loss", train_loss)
+        tf.summary.scalar("train/learning_rate", learning_rate)
         tf.summary.scalar("train/tokens_per_s", sums["tokens"] / max(seconds, 1e-9))
         tf.summary.scalar("train/padding_waste", 1.0 - sums["tokens"] / max(sums["slots"], 1.0))
-      if step % config.checkpoint_every == 0 or step == config.train_steps or self._stop_requested:
-        self._save(step)
+      # Evaluate before checkpointing: a run killed in between re-evaluates the same
+      # weights when it resumes, and BestCheckpoint does not count that evaluation twice.
       if step % config.eval_every == 0 or step == config.train_steps:
         metrics.update(self._evaluate_and_log(step))
+        self.early_stopped = self._out_of_patience()
+        if self.early_stopped:
+          logging.info("Early stopping at step %d: %d evaluations without improvement on step %d", step,
+                       self.best.evals_without_improvement, self.best.step)
+      if step % config.checkpoint_every == 0 or step == config.train_steps or self._stop_requested:
+        self._save(step)
     self._save(self.step)
-    if self._stop_requested and self.step < config.train_steps:
+    metrics["global_step"] = self.step
+    if self._stop_requested and self.step < config.train_steps and not self.early_stopped:
       self.stopped_early = True
-      metrics["global_step"] = self.step
       self.writer.flush()
       return metrics
     if "eval_loss" not in metrics:
       metrics.update(self._evaluate_and_log(self.step))
-    metrics["global_step"] = self.step
+    metrics.update(self._exported_metrics(metrics))
     self.writer.flush()
     return metrics
+
+  def _exported_metrics(self, metrics: dict) -> dict:
+    """`best_step` and `best`: the step that is exported and its eval metrics."""
+    if self.config.export == "best" and self.best.step is not None:
+      return {"best_step": self.best.step, "best": self.best.metrics}
+    return {"best_step": self.step, "best": {k: v for k, v in metrics.items() if k.startswith("eval_")}}
+
+  def restore_exported(self) -> int:
+    """Puts the weights of the step to export into the model; returns that step."""
+    if self.config.export == "best" and self.best.step is not None and self.best.step != self.step:
+      self.best.restore_model(self.model)
+      return self.best.step
+    return self.step
 
   def _save(self, step: int) -> None:
     latest = self.manager.latest_checkpoint
@@ -297,12 +342,74 @@ class Trainer:
 
   def _evaluate_and_log(self, step: int) -> dict:
     results = self.evaluate()
-    results.pop("eval_examples_targets")
+    improved = self.best.update(step, results)
     with self.writer.as_default(step=step):
       for name, value in results.items():
-        tf.summary.scalar(name.replace("eval_", "eval/"), value)
-    logging.info("step %d  %s", step, "  ".join(f"{k} {v:.4f}" for k, v in results.items()))
+        if name not in ("eval_examples", "eval_tokens"):
+          tf.summary.scalar(name.replace("eval_", "eval/"), value)
+    logging.info("step %d  %s%s", step, "  ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in results.items()),
+                 "  (best so far)" if improved else f"  (best: step {self.best.step})")
     return results
+
+
+class BestCheckpoint:
+  """The best-so-far step's checkpoint in its own directory, and best.json naming it.
+
+  best.json ({"best_step", "best", "checkpoint", "evals_without_improvement",
+  "last_eval_step"}) is written atomically after the checkpoint it names, and the previous
+  best checkpoint is deleted only after that: a run killed at any moment resumes with a
+  best.json whose checkpoint exists.
+  """
+
+  def __init__(self, directory: str, checkpoint: tf.train.Checkpoint, task: str):
+    self.directory = directory
+    self.checkpoint = checkpoint
+    self.task = task
+    self.step: Optional[int] = None
+    self.metrics: Optional[dict] = None
+    self.prefix: Optional[str] = None
+    self.evals_without_improvement = 0
+    self.last_eval_step = -1
+
+  @property
+  def path(self) -> str:
+    return os.path.join(self.directory, config_lib.BEST_FILE)
+
+  def load(self) -> None:
+    if not tf.io.gfile.exists(self.path):
+      return
+    with tf.io.gfile.GFile(self.path) as f:
+      state = json.load(f)
+    self.step, self.metrics = state["best_step"], state["best"]
+    self.prefix = os.path.join(self.directory, state["checkpoint"])
+    self.evals_without_improvement = state["evals_without_improvement"]
+    self.last_eval_step = state["last_eval_step"]
+    logging.info("Best so far: step %d, %s", self.step, self.metrics)
+
+  def update(self, step: int, results: dict) -> bool:
+    """Records an evaluation of `step`; checkpoints it if it is the best so far."""
+    if step <= self.last_eval_step:  # evaluated before a kill, resumed from an older checkpoint
+      return step == self.step
+    improved = metrics_lib.better(results, self.metrics, self.task)
+    old_prefix = self.prefix
+    if improved:
+      tf.io.gfile.makedirs(self.directory)
+      self.prefix = self.checkpoint.write(os.path.join(self.directory, f"ckpt-{step}"))
+      self.step, self.metrics, self.evals_without_improvement = step, dict(results), 0
+    else:
+      self.evals_without_improvement += 1
+    self.last_eval_step = step
+    write_json(self.path, {"best_step": self.step, "best": self.metrics, "checkpoint": os.path.basename(self.prefix),
+                           "evals_without_improvement": self.evals_without_improvement,
+                           "last_eval_step": step})
+    if improved and old_prefix and old_prefix != self.prefix:
+      for stale in tf.io.gfile.glob(old_prefix + ".*"):
+        tf.io.gfile.remove(stale)
+    return improved
+
+  def restore_model(self, model: keras.Model) -> None:
+    model_variables = {variable.path: variable.value for variable in model.variables}
+    tf.train.Checkpoint(model=model, variables=model_variables).read(self.prefix).expect_partial()
 
 
 def _scale(gradient, factor: float):
@@ -329,6 +436,7 @@ def write_json(path: str, value: dict) -> None:
 
 
 def write_metrics(model_dir: str, metrics: dict) -> str:
+  """MODEL_DIR/metrics.json, written atomically."""
   path = os.path.join(model_dir, METRICS_FILE)
   write_json(path, metrics)
   return path

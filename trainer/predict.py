@@ -1,7 +1,7 @@
-r"""Raw text → predictions from the SavedModel that trainer.task exported to MODEL_DIR/export.
+r"""Predictions from the SavedModel that trainer.task exported to MODEL_DIR/export.
 
-The export tokenizes and maps text to ids with the pipeline's own transform_fn graph, so
-give it text as you would have given it to the pipeline. One line of output per text:
+Texts (arguments, or one per line on stdin) go through the pipeline's own transform_fn
+graph, so give them as you would have given them to the pipeline. One line per text:
   tag       each token with its label, `The/DET cat/NOUN`. The export holds token ids, so
             the tokens come from vocab.txt in --data_dir (words not in it show as <unk>);
             without --data_dir only the labels are printed, `DET NOUN`
@@ -9,15 +9,30 @@ give it text as you would have given it to the pipeline. One line of output per 
   lm        the log-likelihood of the text (sum over predicted tokens) and the
             perplexity exp(-log_likelihood / predicted tokens)
 
+`--input FILE --format text|jsonl|conll` reads a file by the pipeline's record rules and
+writes the predictions in the same format (to --output, or stdout), given tokens kept
+exactly as they are: CoNLL rows get one more column, the predicted label (tag; for
+classify every row of a sentence gets the sentence's label); jsonl objects get `labels`
+(tag) or `label` and `probabilities` (classify) or `log_likelihood` and `perplexity` (lm);
+text gets one line per input line. A bad record (a CoNLL row without a token, an empty
+line, a JSON line that does not parse) gets an empty prediction (jsonl: {"error": reason})
+in its place and is counted on stderr. The file is streamed in batches.
+
+`--generate N` (lm): N tokens sampled after each text, with `--temperature` and `--seed`.
+
 Examples:
   python -m trainer.predict --model_dir models/ner --data_dir out/ner "Alice flew to Oslo ."
   python -m trainer.predict --model_dir models/reviews < reviews.txt   # one text per line
+  python -m trainer.predict --model_dir models/pos --input test.conll --format conll --output tagged.conll
+  python -m trainer.predict --model_dir models/lm --generate 20 --temperature 0.8 "the pipeline"
 
-Imports TensorFlow only (no Beam, no TFT).
+Imports TensorFlow only (no Beam, no TFT, no Keras).
 """
 
 import argparse
+import collections
 import itertools
+import json
 import logging
 import math
 import os
@@ -26,61 +41,40 @@ from typing import Iterable, Iterator, List, Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
+import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import contract
+import records
+from trainer import serving
+from trainer.serving import UsageError
 
-EXPORT_DIR = "export"  # trainer.export.EXPORT_DIR; not imported, as that module pulls in Keras
 SIGNATURE = "serving_default"
-# Which task an export serves, from the outputs trainer/export.py gives each task.
-TASK_BY_OUTPUT = {"label_ids": "tag", "probabilities": "classify", "log_likelihood": "lm"}
-
-
-class UsageError(Exception):
-  """A wrong --model_dir or --data_dir: exit 2 with one line that says what to do."""
 
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog="python -m trainer.predict", description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("texts", nargs="*", metavar="TEXT",
-                      help="raw texts; without any, one text per line is read from stdin")
+                      help="raw texts; without any (and without --input), one text per line is read from stdin")
   parser.add_argument("--model_dir", required=True, help="the --model_dir of trainer.task (holds export/)")
   parser.add_argument("--data_dir", default=None,
                       help="the pipeline's OUTPUT_DIR, for vocab.txt: tag output then shows the tokens")
-  parser.add_argument("--batch_size", type=int, default=64, help="texts per call of the model (default 64)")
+  parser.add_argument("--input", help="a file in the pipeline's --format (.gz read transparently)")
+  parser.add_argument("--format", choices=contract.FORMATS, help="the --input file's format")
+  parser.add_argument("--output", help="where --input's predictions go (default stdout)")
+  parser.add_argument("--batch_size", type=int, default=64, help="records per call of the model (default 64)")
+  parser.add_argument("--generate", type=int, default=0, help="lm: tokens to sample after each text")
+  parser.add_argument("--temperature", type=float, default=1.0, help="--generate: softmax temperature")
+  parser.add_argument("--seed", type=int, default=0, help="--generate: sampling seed")
   return parser
 
 
 def load_serving(model_dir: str):
-  """MODEL_DIR/export → (the loaded SavedModel, its task).
-
-  Raises:
-    UsageError: there is no export there, or it is not one that trainer.task writes.
-  """
-  if not tf.io.gfile.isdir(model_dir):
-    raise UsageError(f"--model_dir {model_dir}: no such directory; pass the --model_dir of trainer.task")
-  export_dir = os.path.join(model_dir, EXPORT_DIR)
-  if not tf.io.gfile.isdir(export_dir):
-    if tf.saved_model.contains_saved_model(model_dir):
-      raise UsageError(f"--model_dir {model_dir} is the export itself; pass its parent directory")
-    hint = ("it looks like a pipeline OUTPUT_DIR (pass that as --data_dir)"
-            if tf.io.gfile.exists(os.path.join(model_dir, contract.METADATA_FILE))
-            else "train with python -m trainer.task first")
-    raise UsageError(f"no {EXPORT_DIR}/ in {model_dir}: {hint}")
-  if not tf.saved_model.contains_saved_model(export_dir):
-    raise UsageError(f"{export_dir} holds no SavedModel (an interrupted export?): "
-                     "rerun python -m trainer.task with the same --model_dir")
-  loaded = contract.load_saved_model(export_dir)
-  if SIGNATURE not in loaded.signatures:
-    raise UsageError(f"{export_dir} has no {SIGNATURE} signature: it was not written by trainer.task")
-  outputs = loaded.signatures[SIGNATURE].structured_outputs
-  tasks = {task for output, task in TASK_BY_OUTPUT.items() if output in outputs}
-  if len(tasks) != 1:
-    raise UsageError(f"{export_dir}: outputs {sorted(outputs)} are not those of a trainer.task export; "
-                     "re-export with this version")
-  # The caller keeps the loaded object, not just the signature: it owns the variables.
-  return loaded, tasks.pop()
+  """MODEL_DIR/export → (the loaded SavedModel, its task from model.json)."""
+  model = serving.load_model(model_dir)
+  # The caller keeps the loaded object, not just a signature: it owns the variables.
+  return model.loaded, model.task
 
 
 def load_token_vocab(data_dir: str, task: str) -> List[str]:
@@ -139,24 +133,185 @@ def format_outputs(task: str, outputs: dict, token_vocab: Optional[Sequence[str]
   return lines
 
 
+# --- --input FILE --format F -------------------------------------------------------------
+
+def _word_labels(outputs: dict, row: int, record: records.Record) -> List[str]:
+  """One predicted label per given token: the label of the token's first piece ("" past
+  --max_length); for text, one per token the model's tokenizer made."""
+  labels = [label.decode("utf-8") for label in outputs["labels"].numpy()[row]]
+  if not record.tokens:
+    return labels[:int(outputs[contract.LENGTH].numpy()[row])]
+  starts = outputs["gold_ids"].numpy()[row] != contract.PAD_ID  # placeholder labels mark the first pieces
+  words = [label for label, start in zip(labels, starts) if start]
+  return (words + [""] * len(record.tokens))[:len(record.tokens)]
+
+
+def _predictions(task: str, outputs: dict, row: int, record: records.Record) -> dict:
+  if task == "tag":
+    return {"labels": _word_labels(outputs, row, record)}
+  if task == "classify":
+    probabilities = outputs["probabilities"].numpy()[row]
+    label_names = [name.decode("utf-8") for name in outputs["label_names"].numpy()]
+    return {"label": outputs["label"].numpy()[row].decode("utf-8"),
+            "probabilities": {name: round(float(p), 6) for name, p in zip(label_names, probabilities)
+                              if name not in contract.RESERVED_TOKENS}}
+  log_likelihood = float(outputs["log_likelihood"].numpy()[row])
+  predicted = int(outputs["predicted_tokens"].numpy()[row])
+  return {"log_likelihood": round(log_likelihood, 6),
+          "perplexity": round(math.exp(-log_likelihood / predicted), 4) if predicted else None}
+
+
+def _write_item(out, file_format: str, task: str, item: serving.Item, prediction: Optional[dict],
+                use_tabs: bool) -> None:
+  for line in item.skipped:
+    out.write(line + "\n")
+  if file_format == "conll":
+    if not item.lines:
+      return
+    if prediction is None:
+      labels = [""] * len(item.lines)
+    elif task == "tag":
+      labels = prediction["labels"]
+    else:
+      labels = [prediction.get("label", "")] * len(item.lines)
+    separator = "\t" if use_tabs else " "
+    for line, label in zip(item.lines, labels):
+      out.write(line + separator + label + "\n" if label else line + "\n")
+  elif file_format == "jsonl":
+    if prediction is None:
+      out.write(json.dumps({"error": item.problem}) + "\n")
+    else:
+      obj = json.loads(item.lines[0])
+      obj.update(prediction)
+      out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+  else:
+    if prediction is None:
+      out.write("\n")
+    elif task == "tag":
+      out.write(" ".join(prediction["labels"]) + "\n")
+    elif task == "classify":
+      out.write(f"{prediction['label']} {prediction['probabilities'].get(prediction['label'], 0.0):.4f}\n")
+    else:
+      perplexity = "n/a" if prediction["perplexity"] is None else f"{prediction['perplexity']:.2f}"
+      out.write(f"log_likelihood {prediction['log_likelihood']:.4f} perplexity {perplexity}\n")
+
+
+def _looks_wrong(chunk: List[serving.Item], file_format: str) -> Optional[str]:
+  """Why the first batch of a file says it is not in --format, or None."""
+  records_ = [item for item in chunk if item.lines]
+  if not records_:
+    return None
+  if all(item.record is None and not item.filtered for item in records_):
+    reasons = sorted({item.problem for item in records_})
+    return f"none of its first {len(records_)} records is good {file_format} ({', '.join(reasons)})"
+  if file_format != "jsonl" and all(item.lines[0].lstrip().startswith("{") for item in records_):
+    return "its lines are JSON objects (use --format jsonl)"
+  if file_format == "text" and all("\t" in item.lines[0] for item in records_):
+    return "its lines have tab-separated columns (use --format conll)"
+  return None
+
+
+def predict_file(loaded, task: str, path: str, file_format: str, out, batch_size: int) -> collections.Counter:
+  """Streams --input's records through the export's raw signature; returns the problems counted."""
+  raw = loaded.signatures["raw"]
+  use_tabs = file_format == "conll" and serving.has_tabs(path)
+  problems = collections.Counter()
+  items = serving.read_items(path, file_format, task, need_labels=False)
+  show_progress = sys.stderr.isatty()
+  done = 0
+  first = True
+  while chunk := list(itertools.islice(items, batch_size)):
+    if first:
+      wrong = _looks_wrong(chunk, file_format)
+      if wrong:
+        raise UsageError(f"--input {path} does not look like --format {file_format}: {wrong}")
+      first = False
+    good = [(index, item.record) for index, item in enumerate(chunk) if item.record is not None]
+    predictions = [None] * len(chunk)
+    if good:
+      outputs = raw(**serving.raw_batch([record for _, record in good], task, with_labels=False))
+      for row, (index, record) in enumerate(good):
+        predictions[index] = _predictions(task, outputs, row, record)
+    for item, prediction in zip(chunk, predictions):
+      if item.record is None and item.lines:
+        problems[item.problem or "empty"] += 1
+      _write_item(out, file_format, task, item, prediction, use_tabs)
+    done += len(chunk)
+    if show_progress:
+      print(f"\r{done} records, {sum(problems.values())} without a prediction", end="", file=sys.stderr, flush=True)
+  if show_progress:
+    print(file=sys.stderr)
+  out.flush()
+  return problems
+
+
+# --- --generate N (lm) --------------------------------------------------------------------
+
+def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, seed: int) -> List[str]:
+  """Each text followed by `num_tokens` tokens sampled from the model (never <pad> or <unk>)."""
+  rng = np.random.default_rng(seed)
+  raw, next_token = loaded.signatures["raw"], loaded.signatures["next_token"]
+  lines = []
+  for text in texts:
+    outputs = raw(**serving.raw_batch([records.Record(text=text)], "lm", with_labels=False))
+    token_ids = outputs["token_ids"].numpy()[0, :int(outputs[contract.LENGTH].numpy()[0])].tolist()
+    generated = []
+    for _ in range(num_tokens):
+      outputs = next_token(token_ids=tf.constant([token_ids or [contract.PAD_ID]], tf.int64),
+                           length=tf.constant([len(token_ids)], tf.int64))
+      logits = outputs["logits"].numpy()[0].astype(np.float64) / max(temperature, 1e-6)
+      logits[:contract.NUM_RESERVED] = -np.inf
+      probabilities = np.exp(logits - logits.max())
+      probabilities /= probabilities.sum()
+      token_ids.append(int(rng.choice(len(probabilities), p=probabilities)))
+      generated.append(token_ids[-1])
+    names = next_token(token_ids=tf.constant([generated or [contract.PAD_ID]], tf.int64),
+                       length=tf.constant([1], tf.int64))["tokens"].numpy()[0]
+    lines.append(" ".join([text] + [name.decode("utf-8") for name in names[:len(generated)]]))
+  return lines
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
   if args.batch_size < 1:
     parser.error("--batch_size must be >= 1")
+  if bool(args.input) != bool(args.format):
+    parser.error("--input and --format go together")
+  if args.input and args.texts:
+    parser.error("give texts as arguments or --input FILE, not both")
   try:
     loaded, task = load_serving(args.model_dir)
     token_vocab = load_token_vocab(args.data_dir, task) if args.data_dir and task == "tag" else None
+    if args.generate and task != "lm":
+      raise UsageError(f"--generate needs a language model; this is a {task} model")
   except UsageError as error:
     parser.error(str(error))  # exits 2 with the usage line and one clear line
   if args.data_dir and task != "tag":
     logging.info("--data_dir is used for tag models only; ignored for this %s model", task)
 
-  serving = loaded.signatures[SIGNATURE]
+  if args.input:
+    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    try:
+      problems = predict_file(loaded, task, args.input, args.format, out, args.batch_size)
+    except UsageError as error:
+      parser.error(str(error))
+    finally:
+      if args.output:
+        out.close()
+    if problems:
+      print(f"{sum(problems.values())} records without a prediction: {dict(sorted(problems.items()))}",
+            file=sys.stderr)
+    return 0
+
+  serve = loaded.signatures[SIGNATURE]
   count = 0
   for batch in batches(read_texts(args.texts), args.batch_size):
-    outputs = serving(text=tf.constant(batch))
-    for line in format_outputs(task, outputs, token_vocab):
+    if args.generate:
+      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count)
+    else:
+      lines = format_outputs(task, serve(text=tf.constant(batch)), token_vocab)
+    for line in lines:
       print(line, flush=True)  # one line per text, as it comes, for pipes
     count += len(batch)
   if not count:

@@ -471,7 +471,7 @@ def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record
                   encoding="utf-8"):
   """Runs the reader's DoFn on one file: (good records, dead-letter reasons, records read)."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
-  from pipeline import counts, read  # pylint: disable=g-import-not-at-top
+  from pipeline import arrow, counts, read  # pylint: disable=g-import-not-at-top
   path = tmp_path / f"input.{file_format}"
   path.write_bytes(data)
   if file_format == "conll":
@@ -488,7 +488,7 @@ def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record
     else:
       for row in output.to_pylist():  # `text` and `label` hold one value, the others lists
         good.append({k: [v.decode("utf-8") for v in values] if k in ("tokens", "labels") else values[0].decode("utf-8")
-                     for k, values in row.items() if k != read.SPLIT_KEY})
+                     for k, values in row.items() if k != arrow.SPLIT_KEY})
   return good, dead, totals[counts.READ]
 
 

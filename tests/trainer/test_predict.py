@@ -13,11 +13,8 @@ TEXTS = ["The old dog watch a light", "Alice sees the cat !"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(demo_tag_data, tmp_path_factory):
-  model_dir = tmp_path_factory.mktemp("model")
-  run_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--train_steps", "30",
-          "--eval_every", "30", "--checkpoint_every", "30", "--hidden", "32", "--embedding_dim", "16")
-  return model_dir
+def model_dir(demo_tagger):
+  return demo_tagger[0]  # tests/conftest.py: trained once per session
 
 
 def real_labels(data_dir):

@@ -1,0 +1,63 @@
+"""Eval metrics from logits: one definition for trainer.task's evals and trainer.evaluate.
+
+Batches are reduced to sums (`eval_sums`, per replica or per batch), the sums are added up
+over a split, and `eval_metrics` turns the totals into metrics.json's eval keys. Sums add
+up whatever the batching, so trainer.evaluate reproduces a training run's eval metrics.
+"""
+
+import math
+from typing import Dict, Mapping, Optional
+
+import tensorflow as tf
+
+import contract
+from trainer import loss as loss_lib
+
+SUM_KEYS = ("loss_sum", "count", "nll_sum", "correct", "targets", "examples", "tokens")
+
+
+def eval_sums(logits: tf.Tensor, batch: Mapping[str, tf.Tensor], task: str, reduction: str) -> Dict[str, tf.Tensor]:
+  """The sums of one batch (rows with weight 0 count for nothing).
+
+  `loss_sum / count` is the training loss (its reduction); `nll_sum` is the summed log-loss
+  in nats over every target whatever the reduction (for bits per character).
+  """
+  target = loss_lib.targets(batch, task)
+  mask = loss_lib.target_mask(batch, target)
+  loss_sum, count = loss_lib.loss_sums(logits, target, mask, reduction)
+  nll_sum, targets = loss_lib.loss_sums(logits, target, mask, "token")
+  weight = batch[loss_lib.WEIGHT]
+  return {"loss_sum": loss_sum, "count": count, "nll_sum": nll_sum,
+          "correct": loss_lib.correct_count(logits, target, mask), "targets": targets,
+          "examples": tf.reduce_sum(weight),
+          "tokens": tf.reduce_sum(tf.cast(batch[contract.LENGTH], tf.float32) * weight)}
+
+
+def eval_metrics(totals: Mapping[str, float], task: str, characters: Optional[int] = None) -> Dict[str, float]:
+  """Totals of `eval_sums` over a split → metrics.json's eval keys.
+
+  >>> eval_metrics({"loss_sum": 6.0, "count": 3.0, "nll_sum": 6.0, "correct": 0.0, "targets": 3.0,
+  ...               "examples": 1.0, "tokens": 4.0}, "lm", characters=10)["eval_bits_per_char"]
+  0.8656170245333781
+  """
+  loss = totals["loss_sum"] / max(totals["count"], 1.0)
+  metrics = {"eval_loss": loss, "eval_examples": int(totals["examples"]), "eval_tokens": int(totals["tokens"])}
+  if task == "lm":
+    metrics["eval_perplexity"] = math.exp(min(loss, 50.0))
+    if characters:
+      metrics["eval_bits_per_char"] = totals["nll_sum"] / math.log(2.0) / characters
+  else:
+    metrics["eval_accuracy"] = totals["correct"] / max(totals["targets"], 1.0)
+  return metrics
+
+
+def better(candidate: Mapping[str, float], best: Optional[Mapping[str, float]], task: str) -> bool:
+  """Whether eval metrics improve on the best so far: accuracy (tag, classify; a tie goes
+  to the lower loss), loss (lm)."""
+  if best is None:
+    return True
+  if task == "lm":
+    return candidate["eval_loss"] < best["eval_loss"]
+  if candidate["eval_accuracy"] != best["eval_accuracy"]:
+    return candidate["eval_accuracy"] > best["eval_accuracy"]
+  return candidate["eval_loss"] < best["eval_loss"]
