@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -166,6 +166,12 @@ class Metadata:
     """The `tf.data.TFRecordDataset` compression type of the shards."""
     return "GZIP" if self.options.get("compression") == "gzip" else None
 
+  @property
+  def wordpiece_suffix(self) -> Optional[str]:
+    """The prefix of continuation pieces in vocab.txt ("##") with `--tokenizer wordpiece`, else None."""
+    tokenizer = self.raw.get("tokenizer", {})
+    return tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
+
   def boundaries(self, num_buckets: int) -> List[int]:
     """The pipeline's optimal bucket boundaries for `num_buckets` buckets ([1] if none)."""
     return self.bucket_boundaries.get(num_buckets) or [1]
@@ -209,6 +215,23 @@ def lm_targets(tokens):
   Works on [batch, time] tensors (TensorFlow or numpy-like via tf): [[5, 6, 7, 0]] → [[6, 7, 0, 0]].
   """
   return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+
+
+def join_pieces(pieces: Sequence[str], labels: Sequence[str], suffix: str) -> Tuple[List[str], List[str]]:
+  """WordPiece pieces → words (a piece starting with `suffix` continues the word before it),
+  each with the label of its first piece.
+
+  >>> join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##")
+  (['unhelpful', 'cat'], ['ADJ', 'NOUN'])
+  """
+  words, word_labels = [], []
+  for piece, label in zip(pieces, labels):
+    if piece.startswith(suffix) and words:
+      words[-1] += piece[len(suffix):]
+    else:
+      words.append(piece)
+      word_labels.append(label)
+  return words, word_labels
 
 
 def shard_paths(data_dir: str, metadata: dict, split: str) -> List[str]:

@@ -21,7 +21,7 @@ import logging
 import os
 import re
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
@@ -126,23 +126,6 @@ def _lookup(vocabulary: Sequence[str], index: int) -> str:
   return vocabulary[index] if 0 <= index < len(vocabulary) else f"<id {index}>"
 
 
-def join_pieces(pieces: Sequence[str], labels: Sequence[str], suffix: str) -> Tuple[List[str], List[str]]:
-  """WordPiece pieces → words (a piece starting with `suffix` continues the word before it),
-  each with the label of its first piece.
-
-  >>> join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##")
-  (['unhelpful', 'cat'], ['ADJ', 'NOUN'])
-  """
-  words, word_labels = [], []
-  for piece, label in zip(pieces, labels):
-    if piece.startswith(suffix) and words:
-      words[-1] += piece[len(suffix):]
-    else:
-      words.append(piece)
-      word_labels.append(label)
-  return words, word_labels
-
-
 def decode_example(task: str, context: dict, sequences: dict, token_vocab: Sequence[str],
                    label_vocab: Sequence[str], suffix: Optional[str] = None) -> str:
   """One parsed SequenceExample → one line.
@@ -156,7 +139,7 @@ def decode_example(task: str, context: dict, sequences: dict, token_vocab: Seque
   if task == "tag":
     labels = [_lookup(label_vocab, int(i)) for i in sequences[contract.LABELS].numpy()]
   if suffix:
-    tokens, labels = join_pieces(tokens, labels, suffix)
+    tokens, labels = contract.join_pieces(tokens, labels, suffix)
   if task == "tag":
     return " ".join(f"{token}/{label}" for token, label in zip(tokens, labels))
   if task == "classify":

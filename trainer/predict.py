@@ -35,9 +35,8 @@ import itertools
 import json
 import logging
 import math
-import os
 import sys
-from typing import Iterable, Iterator, List, Optional, Sequence
+from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
@@ -77,16 +76,22 @@ def load_serving(model_dir: str):
   return model.loaded, model.task
 
 
-def load_token_vocab(data_dir: str, task: str) -> List[str]:
+class TokenVocab(NamedTuple):
+  """vocab.txt, and the prefix of WordPiece continuation pieces in it (None for words)."""
+  entries: List[str]
+  wordpiece_suffix: Optional[str]
+
+
+def load_token_vocab(data_dir: str, task: str) -> TokenVocab:
   """vocab.txt of the pipeline's OUTPUT_DIR, checked to be data for the model's task."""
   try:
-    metadata = contract.read_metadata(data_dir)
+    metadata = contract.load_metadata(data_dir)
   except contract.DataDirError as error:
     raise UsageError(f"--data_dir {error}") from None
-  if metadata["task"] != task:
-    raise UsageError(f"--data_dir {data_dir} holds {metadata['task']} data but the model is a {task} "
+  if metadata.task != task:
+    raise UsageError(f"--data_dir {data_dir} holds {metadata.task} data but the model is a {task} "
                      "model; pass the --data_dir it was trained on")
-  return contract.read_vocab(os.path.join(data_dir, metadata["vocab"]["file"]))
+  return TokenVocab(contract.read_vocab(metadata.vocab_path(data_dir)), metadata.wordpiece_suffix)
 
 
 def read_texts(texts: Sequence[str]) -> Iterator[str]:
@@ -107,7 +112,7 @@ def batches(items: Iterable[str], size: int) -> Iterator[List[str]]:
     yield batch
 
 
-def format_outputs(task: str, outputs: dict, token_vocab: Optional[Sequence[str]]) -> List[str]:
+def format_outputs(task: str, outputs: dict, token_vocab: Optional[TokenVocab]) -> List[str]:
   """The serving outputs of one batch → one line per text."""
   if task == "tag":
     all_labels, all_token_ids = outputs["labels"].numpy(), outputs["token_ids"].numpy()
@@ -117,7 +122,10 @@ def format_outputs(task: str, outputs: dict, token_vocab: Optional[Sequence[str]
       if token_vocab is None:
         lines.append(" ".join(labels))
         continue
-      tokens = [token_vocab[i] if 0 <= i < len(token_vocab) else f"<id {i}>" for i in token_ids[:length]]
+      entries = token_vocab.entries
+      tokens = [entries[i] if 0 <= i < len(entries) else f"<id {i}>" for i in token_ids if i != contract.PAD_ID]
+      if token_vocab.wordpiece_suffix:  # the labels are per word: join the pieces back into words
+        tokens, _ = contract.join_pieces(tokens, tokens, token_vocab.wordpiece_suffix)
       lines.append(" ".join(f"{token}/{label}" for token, label in zip(tokens, labels)))
     return lines
   if task == "classify":

@@ -236,5 +236,5 @@ def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
   expected = {" ".join(f"{shown(w)}/{label}" for w, label in s) for s in SENTENCES}
   for line in lines[1:]:
     assert line.split("] ", 1)[1] in expected, line
-  assert inspect.join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##") == (
+  assert contract.join_pieces(["un", "##help", "##ful", "cat"], ["ADJ", "<pad>", "<pad>", "NOUN"], "##") == (
       ["unhelpful", "cat"], ["ADJ", "NOUN"])

@@ -62,3 +62,20 @@ def test_a_directory_without_export_exits_2_with_one_line(demo_tag_data, tmp_pat
   assert last.startswith(f"python -m trainer.predict: error: no export/ in {model_dir}"), process.stderr[-2000:]
   assert ("--data_dir" if case == "data_dir" else "python -m trainer.task") in last
   assert "Traceback" not in process.stderr
+
+
+def test_wordpiece_tag_output_pairs_each_word_with_its_label():
+  """A wordpiece tag export returns one label per word but ids per piece: pieces are joined
+  back into words (a piece starting with the suffix continues the word before it)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from trainer import predict  # pylint: disable=g-import-not-at-top
+  vocab = predict.TokenVocab(["<pad>", "<unk>", "un", "##help", "##ful", "cat", "##s"], "##")
+  outputs = {"labels": tf.constant([[b"ADJ", b"NOUN", b""], [b"NOUN", b"", b""]]),
+             "token_ids": tf.constant(np.array([[2, 3, 4, 5, 6], [5, 0, 0, 0, 0]], np.int64)),
+             contract.LENGTH: tf.constant([2, 1], tf.int64)}
+  assert predict.format_outputs("tag", outputs, vocab) == ["unhelpful/ADJ cats/NOUN", "cat/NOUN"]
+  words = predict.TokenVocab(vocab.entries, None)  # word vocabulary: "##s" is a word of its own
+  outputs["labels"] = tf.constant([[b"A", b"B", b"C", b"D", b"E"], [b"F", b"", b"", b"", b""]])
+  outputs[contract.LENGTH] = tf.constant([5, 1], tf.int64)
+  assert predict.format_outputs("tag", outputs, words) == ["un/A ##help/B ##ful/C cat/D ##s/E", "cat/F"]
