@@ -24,6 +24,7 @@ here, before the CLI's own parser sees it; `add_flag` lists it in a parser's `--
 """
 
 import argparse
+import logging
 import os
 import re
 import sys
@@ -85,6 +86,14 @@ def _import_tensorflow_quietly() -> None:
               if not is_noise(line)]
       sys.stderr.write("".join(kept))
       sys.stderr.flush()
+
+
+def configure_logging(*noisy: str) -> None:
+  """A CLI's logging: its own messages at INFO; TensorFlow's, absl's and `noisy` Python
+  loggers at WARNING, so the console holds what the CLI itself says."""
+  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+  for name in ("tensorflow", "absl") + noisy:
+    logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def add_flag(parser: argparse.ArgumentParser) -> None:

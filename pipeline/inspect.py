@@ -17,7 +17,6 @@ starts quickly and works on gs:// paths as well.
 
 import argparse
 import io
-import logging
 import os
 import re
 import sys
@@ -242,9 +241,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main():
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-  for noisy in ("tensorflow", "absl", "matplotlib"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  quiet.configure_logging("matplotlib")
   sys.exit(run())
 
 

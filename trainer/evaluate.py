@@ -122,9 +122,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def main():
-  logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-  for noisy in ("tensorflow", "absl"):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  quiet.configure_logging()
   sys.exit(run())
 
 
