@@ -34,7 +34,7 @@ demo: setup
 
 # The whole suite (CI runs this): there is no faster subset to forget to run.
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto tests
 
 bench: setup
 	$(PY) -m benchmarks.run_all
