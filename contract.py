@@ -164,7 +164,7 @@ class Metadata:
   @property
   def compression(self) -> Optional[str]:
     """The `tf.data.TFRecordDataset` compression type of the shards."""
-    return "GZIP" if self.options.get("compression") == "gzip" else None
+    return compression_type(self.raw)
 
   @property
   def wordpiece_suffix(self) -> Optional[str]:
