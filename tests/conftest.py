@@ -37,6 +37,58 @@ def run_cli(module, *args, check=True, env=None):
   return process
 
 
+_CLI_LOGGERS = ("tensorflow", "absl", "apache_beam", "matplotlib")
+
+
+def call_cli(module, *args, check=True):
+  """Runs a CLI's `run(argv)` in this process: a CompletedProcess as `run_cli` returns it.
+
+  The same code as `python -m module args` from argument parsing to exit status, without a
+  new interpreter importing TensorFlow and Beam again: stdout, stderr and the log lines
+  (at INFO, as the CLIs log) are captured, SystemExit becomes the return code, and the
+  environment, logging, SIGTERM handler and garbage collector are restored afterwards.
+  What only a process shows (start-up output, imports, signals, resource limits) needs
+  `run_cli`.
+  """
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import gc  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  import logging  # pylint: disable=g-import-not-at-top
+  import signal  # pylint: disable=g-import-not-at-top
+  argv = [str(arg) for arg in args]
+  cli = importlib.import_module(module)
+  stdout, stderr = io.StringIO(), io.StringIO()
+  handler = logging.StreamHandler(stderr)
+  handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+  root = logging.getLogger()
+  levels = {name: logging.getLogger(name).level for name in ("",) + _CLI_LOGGERS}
+  environment, sigterm, gc_threshold = dict(os.environ), signal.getsignal(signal.SIGTERM), gc.get_threshold()
+  root.addHandler(handler)
+  root.setLevel(logging.INFO)
+  for name in _CLI_LOGGERS:
+    logging.getLogger(name).setLevel(logging.WARNING)
+  try:
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+      try:
+        code = cli.run(argv)
+      except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+  finally:
+    root.removeHandler(handler)
+    for name, level in levels.items():
+      logging.getLogger(name).setLevel(level)
+    os.environ.clear()
+    os.environ.update(environment)  # importing TFT sets TF_USE_LEGACY_KERAS
+    signal.signal(signal.SIGTERM, sigterm)
+    gc.unfreeze()  # pipeline.preprocess tunes the garbage collector for a whole job
+    gc.set_threshold(*gc_threshold)
+  process = subprocess.CompletedProcess([module, *argv], code or 0, stdout.getvalue(), stderr.getvalue())
+  if check and process.returncode != 0:
+    raise AssertionError(f"{module} exited {process.returncode}:\n{process.stderr[-4000:]}")
+  return process
+
+
 def kill_when(process, condition):
   """SIGKILLs a running process as soon as `condition()` holds (or once it has exited)."""
   import signal  # pylint: disable=g-import-not-at-top
@@ -52,11 +104,12 @@ def kill_when(process, condition):
 
 
 def preprocess(inputs, output_dir, file_format, task, *extra, check=True):
+  """pipeline.preprocess, run in this process (`call_cli`)."""
   args = []
   for pattern in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs):
     args += ["--input", pattern]
-  return run_cli("pipeline.preprocess", *args, "--output_dir", output_dir, "--format", file_format,
-                 "--task", task, *extra, check=check)
+  return call_cli("pipeline.preprocess", *args, "--output_dir", output_dir, "--format", file_format,
+                  "--task", task, *extra, check=check)
 
 
 def read_metadata(output_dir):
@@ -95,24 +148,49 @@ TAGGED = [
 ]
 
 
+def built_once(tmp_path_factory, name, build):
+  """A directory that `build(path)` fills once per test run, shared by pytest-xdist's workers.
+
+  The first worker to ask builds it while holding a lock; the others wait, then reuse it.
+  """
+  import fcntl  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent  # this run's directory, above each worker's own
+  path, done = root / name, root / f"{name}.built"
+  with open(root / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not done.exists():
+      shutil.rmtree(path, ignore_errors=True)
+      build(path)
+      done.write_text("")
+  return path
+
+
 @pytest.fixture(scope="session")
 def demo_tag_data(tmp_path_factory):
-  """The pipeline's output on the bundled demo corpus (tag task), built once per session."""
-  output_dir = tmp_path_factory.mktemp("demo") / "data"
-  preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
-             "--eval_fraction", "0.1")
-  return str(output_dir)
+  """The pipeline's output on the bundled demo corpus (tag task), built once per run."""
+  def build(output_dir):
+    preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
+               "--eval_fraction", "0.1")
+  return str(built_once(tmp_path_factory, "demo_tag_data", build))
 
 
 @pytest.fixture(scope="session")
 def demo_tagger(demo_tag_data, tmp_path_factory):
-  """A small bidirectional tagger trained once per session on the demo data: (model_dir, process).
+  """A small bidirectional tagger trained once per run on the demo data: (model_dir, process).
 
   2 replicas, 100 steps, evaluated (and checkpointed) every 25, exporting the best step.
   Tests must not change it: copy it to resume or retrain.
   """
-  model_dir = tmp_path_factory.mktemp("tagger") / "model"
-  process = run_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--embedding_dim", "16",
-                    "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2", "--train_steps", "100",
-                    "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional", "--warmup_steps", "20")
-  return model_dir, process
+  def build(path):
+    path.mkdir(parents=True)
+    process = call_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", path / "model",
+                       "--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
+                       "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
+                       "--warmup_steps", "20")
+    (path / "process.json").write_text(json.dumps([process.args, process.stdout, process.stderr]))
+  path = built_once(tmp_path_factory, "demo_tagger", build)
+  args, stdout, stderr = json.loads((path / "process.json").read_text())
+  return path / "model", subprocess.CompletedProcess(args, 0, stdout, stderr)

@@ -17,6 +17,8 @@ def split_cpu(cpu_replicas: int) -> None:
   """Splits the CPU into logical devices; must run before TensorFlow initialises devices."""
   cpus = tf.config.list_physical_devices("CPU")
   if cpu_replicas > 1 and not tf.config.list_physical_devices("GPU") and not os.environ.get("TF_CONFIG"):
+    if len(tf.config.get_logical_device_configuration(cpus[0]) or ()) >= cpu_replicas:
+      return  # split already (by the program that runs the trainer in its own process): use the first N
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(cpu_replicas)])
 

@@ -247,12 +247,22 @@ class Trainer:
     self._stop_requested = True
 
   def train(self) -> dict:
+    """Trains to `train_steps` (or SIGTERM, or early stopping); SIGTERM means `request_stop`
+    while it runs, and whatever it meant before afterwards."""
+    previous = None
+    try:
+      previous = signal.signal(signal.SIGTERM, self.request_stop)
+    except ValueError:  # not the main thread: a caller's thread cannot take signals
+      pass
     try:
       return self._train()
     except tf.errors.DataLossError as error:
       where = contract.find_corrupt_record(self.train_paths + self.eval_paths, self.compression)
       raise contract.DataDirError(
           f"corrupt TFRecord data ({where or error.message}); rerun pipeline.preprocess --overwrite") from None
+    finally:
+      if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
   def _out_of_patience(self) -> bool:
     patience = self.config.early_stopping
@@ -268,11 +278,6 @@ class Trainer:
       logging.info("Resumed from %s at step %d", restored, start)
     self.best.load()
     iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
-    if hasattr(signal, "SIGTERM"):
-      try:
-        signal.signal(signal.SIGTERM, self.request_stop)
-      except ValueError:  # not the main thread
-        pass
     metrics = {"global_step": start, "replicas": self.replicas, "parser": self.parser_name}
     run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
     self.early_stopped = self._out_of_patience()

@@ -102,6 +102,10 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     parser.error(str(error))
   if checked is not None:
     logging.info("Checked %d records in the shards against metadata.json in %.1f s", checked, time.time() - begin)
+  # A run starts from a clean Keras state, also when a program runs the trainer twice: no
+  # layer names or random-seed generators left from an earlier model, so that the objects
+  # of a checkpoint are the objects of the model that resumes from it.
+  keras.backend.clear_session()
   keras.utils.set_random_seed(config.seed)
   logging.info("%s with %d replicas (%s); task %s", type(strategy).__name__, strategy.num_replicas_in_sync,
                worker_name, metadata.task)

@@ -7,7 +7,6 @@ or disk-full job is in test_preprocess.py.
 
 import codecs
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import sys
 import pytest
 
 import contract
-from tests.conftest import ROOT, read_metadata
+from tests.conftest import ROOT, call_cli, read_metadata
 from tests.pipeline.test_bad_input_mix import Good, decode_records, read_dead_letters, read_directly
 
 
@@ -37,13 +36,13 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   (tmp_path / "utf16" / "tagged.jsonl").write_bytes(data)
   latin1 = tmp_path / "latin1.txt"
   latin1.write_bytes("naïve café\nplain\nÜber straße\n".encode("latin-1"))
-  # Both jobs at once: each pays the TensorFlow and Beam imports, which overlap.
   utf16_out, latin1_out = tmp_path / "utf16_out", tmp_path / "latin1_out"
-  utf16_run = launch("--input", tmp_path / "utf16", "--output_dir", utf16_out, "--format", "jsonl",
-                     "--task", "tag", "--encoding", "utf-16", "--eval_fraction", "0", "--max_error_fraction", "0.5")
-  latin1_run = launch("--input", latin1, "--output_dir", latin1_out, "--format", "text", "--task", "lm")
-  _, utf16_err = utf16_run.communicate(timeout=900)
-  _, latin1_err = latin1_run.communicate(timeout=900)
+  utf16_run = call_cli("pipeline.preprocess", "--input", tmp_path / "utf16", "--output_dir", utf16_out, "--format",
+                       "jsonl", "--task", "tag", "--encoding", "utf-16", "--eval_fraction", "0",
+                       "--max_error_fraction", "0.5", check=False)
+  latin1_run = call_cli("pipeline.preprocess", "--input", latin1, "--output_dir", latin1_out, "--format", "text",
+                        "--task", "lm", check=False)
+  utf16_err, latin1_err = utf16_run.stderr, latin1_run.stderr
 
   assert utf16_run.returncode == 0, utf16_err[-4000:]
   metadata = read_metadata(utf16_out)
@@ -107,20 +106,7 @@ def unreadable_file(tmp_path):
   pytest.skip("no unreadable regular file here")
 
 
-def run_in_process(capsys, *args):
-  """preprocess.run(args), the CLI's own entry, in this process: (exit status, stderr)."""
-  from pipeline import preprocess as preprocess_lib  # pylint: disable=g-import-not-at-top
-  beam_logger = logging.getLogger("apache_beam")
-  level = beam_logger.level
-  try:
-    with pytest.raises(SystemExit) as exit_info:
-      preprocess_lib.run([str(arg) for arg in args])
-  finally:
-    beam_logger.setLevel(level)
-  return exit_info.value.code, capsys.readouterr().err
-
-
-def test_usage_errors_name_the_path_in_one_line(tmp_path, read_only_dir, capsys):
+def test_usage_errors_name_the_path_in_one_line(tmp_path, read_only_dir):
   corpus = tmp_path / "c.txt"
   corpus.write_text("a b\n", encoding="utf-8")
   (tmp_path / "empty_dir").mkdir()
@@ -144,14 +130,13 @@ def test_usage_errors_name_the_path_in_one_line(tmp_path, read_only_dir, capsys)
   if read_only_dir is not None:
     cases["read_only"] = (["--input", corpus, "--output_dir", read_only_dir / "out", *text_lm],
                           [str(read_only_dir / "out")])
-  # The real CLI for a typo and for --verbose (both at once: each pays the TensorFlow and
-  # Beam imports); the other cases through its entry function, run(argv), in this process.
-  typo = launch(*cases.pop("typo")[0])
+  # --verbose is read from the command line when the CLI starts: a process of its own. The
+  # other cases go through the CLI's entry function, run(argv), in this process meanwhile.
   verbose = launch("--input", corpus, "--output_dir", a_file, *text_lm, "--verbose")
-  results = {name: run_in_process(capsys, *args) for name, (args, _) in cases.items()}
-  _, stderr = typo.communicate(timeout=900)
-  results["typo"] = (typo.returncode, stderr)
-  cases["typo"] = (None, ["--max_vocb", "--max_vocab"])
+  results = {}
+  for name, (args, _) in cases.items():
+    process = call_cli("pipeline.preprocess", *args, check=False)
+    results[name] = (process.returncode, process.stderr)
   for name, (status, stderr) in results.items():
     last = stderr.strip().splitlines()[-1]
     assert status == 2, (name, stderr[-2000:])

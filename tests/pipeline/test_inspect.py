@@ -9,7 +9,7 @@ import numpy as np
 
 import contract
 from tests.cli_testing import run_cli_listing_imports
-from tests.conftest import preprocess, read_metadata, read_records, run_cli
+from tests.conftest import call_cli, preprocess, read_metadata, read_records
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,7 +45,7 @@ def decode(output_dir, record, task):
 def test_summary_examples_and_plot_on_the_demo_corpus(demo_tag_data, tmp_path):
   data_dir = tmp_path / "data"  # a copy: the default plot goes into the directory
   shutil.copytree(demo_tag_data, data_dir)
-  process = run_cli("pipeline.inspect", data_dir, "--n", "4")
+  process = call_cli("pipeline.inspect", data_dir, "--n", "4")
   stdout = process.stdout
   metadata = read_metadata(data_dir)
 
@@ -107,7 +107,7 @@ def test_a_directory_without_completed_exits_2_with_one_line(demo_tag_data, tmp_
   data_dir = tmp_path / "data"
   shutil.copytree(demo_tag_data, data_dir)
   os.remove(data_dir / contract.COMPLETED_FILE)
-  process = run_cli("pipeline.inspect", data_dir, check=False)
+  process = call_cli("pipeline.inspect", data_dir, check=False)
   assert process.returncode == 2
   assert process.stdout == ""
   last = process.stderr.strip().splitlines()[-1]
@@ -123,7 +123,7 @@ def test_a_corrupt_shard_exits_2_with_one_line_after_the_summary(demo_tag_data, 
   corrupted = bytearray(shard.read_bytes())
   corrupted[100] ^= 0xFF  # same size, so only the record's CRC can tell
   shard.write_bytes(bytes(corrupted))
-  process = run_cli("pipeline.inspect", data_dir, check=False)
+  process = call_cli("pipeline.inspect", data_dir, check=False)
   assert process.returncode == 2
   assert "counts: read" in process.stdout
   last = process.stderr.strip().splitlines()[-1]

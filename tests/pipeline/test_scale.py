@@ -2,7 +2,6 @@
 ranges are each read once, and the bounded vocabulary equals a brute-force count."""
 
 import collections
-import gc
 import os
 import random
 import signal
@@ -13,9 +12,8 @@ import time
 
 import pytest
 
-from pipeline import preprocess as preprocess_cli
 from pipeline import lines as lines_module
-from tests.conftest import ROOT, preprocess, read_metadata
+from tests.conftest import ROOT, call_cli, preprocess, read_metadata
 
 POOL_START_SECONDS = 120
 
@@ -128,15 +126,9 @@ def test_many_files_and_byte_ranges_read_once_and_the_vocabulary_is_exact(tmp_pa
   top_k = next(k for k in range(300, len(entries)) if entries[k - 1][0] == entries[k][0])  # a tie at the cut
   assert len(counter) > 10 * top_k
   output_dir = tmp_path / "out"
-  threshold = gc.get_threshold()
-  try:
-    assert preprocess_cli.run(["--input", str(tiny_dir / "*.txt"), "--input", str(large),
-                               "--output_dir", str(output_dir), "--format", "text", "--task", "lm",
-                               "--eval_fraction", "0", "--max_vocab", str(top_k + 2),
-                               "--min_count", str(min_count), "--vocab_partitions", "3"]) == 0
-  finally:  # run() tunes the garbage collector for a whole job
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
+  call_cli("pipeline.preprocess", "--input", tiny_dir / "*.txt", "--input", large, "--output_dir", output_dir,
+           "--format", "text", "--task", "lm", "--eval_fraction", "0", "--max_vocab", top_k + 2,
+           "--min_count", min_count, "--vocab_partitions", "3")
 
   metadata = read_metadata(output_dir)
   blank = [line for line in lines if not line.strip()]

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tests.cli_testing import run_cli_listing_imports
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, call_cli
 
 DEMO_CONLL = os.path.join(ROOT, "data", "demo", "tagged.conll")
 
@@ -41,7 +41,7 @@ def test_evaluate_refuses_a_data_dir_with_another_vocabulary(demo_tagger, demo_t
   vocab = (data_dir / "vocab.txt").read_text(encoding="utf-8").split("\n")
   vocab[2], vocab[3] = vocab[3], vocab[2]  # same size, other ids
   (data_dir / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
-  process = run_cli("trainer.evaluate", "--model_dir", demo_tagger[0], "--data_dir", data_dir, check=False)
+  process = call_cli("trainer.evaluate", "--model_dir", demo_tagger[0], "--data_dir", data_dir, check=False)
   assert process.returncode == 2
   assert "differ from the model's" in process.stderr.strip().splitlines()[-1]
 
@@ -60,10 +60,10 @@ def conll_file(tmp_path_factory):
 def test_predict_conll_keeps_tokens_and_its_accuracy_equals_evaluate(demo_tagger, conll_file, tmp_path):
   model_dir, _ = demo_tagger
   output = tmp_path / "predicted.conll"
-  predicted = run_cli("trainer.predict", "--model_dir", model_dir, "--input", conll_file, "--format", "conll",
+  predicted = call_cli("trainer.predict", "--model_dir", model_dir, "--input", conll_file, "--format", "conll",
                       "--output", output, "--batch_size", "16")
   assert "1 records without a prediction: {'bad_token': 1}" in predicted.stderr
-  evaluated = last_json_line(run_cli("trainer.evaluate", "--model_dir", model_dir, "--input", conll_file,
+  evaluated = last_json_line(call_cli("trainer.evaluate", "--model_dir", model_dir, "--input", conll_file,
                                      "--format", "conll"))
   assert evaluated["dead_letter"] == {"bad_token": 1}
 
@@ -92,7 +92,7 @@ def test_predict_bad_rows_get_an_empty_prediction_in_place(demo_tagger, tmp_path
   jsonl = tmp_path / "in.jsonl"
   jsonl.write_text('{"tokens": ["The", "cat", "sleeps"]}\nnot json\n{"text": "Alice sees the dog"}\n',
                    encoding="utf-8")
-  process = run_cli("trainer.predict", "--model_dir", model_dir, "--input", jsonl, "--format", "jsonl")
+  process = call_cli("trainer.predict", "--model_dir", model_dir, "--input", jsonl, "--format", "jsonl")
   lines = [json.loads(line) for line in process.stdout.splitlines()]
   assert len(lines) == 3 and lines[1] == {"error": "bad_json"}
   assert lines[0]["tokens"] == ["The", "cat", "sleeps"] and len(lines[0]["labels"]) == 3
@@ -101,12 +101,12 @@ def test_predict_bad_rows_get_an_empty_prediction_in_place(demo_tagger, tmp_path
 
   text = tmp_path / "in.txt"
   text.write_text("The cat sleeps\n\nAlice sees the dog\n", encoding="utf-8")
-  process = run_cli("trainer.predict", "--model_dir", model_dir, "--input", text, "--format", "text")
+  process = call_cli("trainer.predict", "--model_dir", model_dir, "--input", text, "--format", "text")
   first, blank, third = process.stdout.split("\n")[:3]
   assert blank == "" and len(first.split()) == 3 and len(third.split()) == 4
   assert [line["labels"] for line in (lines[0], lines[2])] == [first.split(), third.split()]
 
-  wrong = run_cli("trainer.predict", "--model_dir", model_dir, "--input", jsonl, "--format", "conll", check=False)
+  wrong = call_cli("trainer.predict", "--model_dir", model_dir, "--input", jsonl, "--format", "conll", check=False)
   assert wrong.returncode == 2 and wrong.stdout == ""
   assert "does not look like --format conll" in wrong.stderr.strip().splitlines()[-1]
 
@@ -138,7 +138,7 @@ def test_resume_keeps_the_best_and_early_stopping_exports_it(demo_tagger, demo_t
   state["best"]["eval_accuracy"] = 2.0
   state["evals_without_improvement"] = 0
   best_path.write_text(json.dumps(state))
-  process = run_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--embedding_dim", "16",
+  process = call_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--embedding_dim", "16",
                     "--hidden", "24", "--cpu_replicas", "2", "--train_steps", "200", "--eval_every", "25",
                     "--checkpoint_every", "25", "--bidirectional", "--warmup_steps", "20", "--early_stopping", "2")
   assert "Resumed from" in process.stderr and "(early stopping)" in process.stdout

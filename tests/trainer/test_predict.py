@@ -6,7 +6,7 @@ import pytest
 
 import contract
 from tests.cli_testing import run_cli_listing_imports
-from tests.conftest import run_cli
+from tests.conftest import call_cli
 
 # Words of the demo grammar, so every token is in vocab.txt and comes back as itself.
 TEXTS = ["The old dog watch a light", "Alice sees the cat !"]
@@ -24,7 +24,7 @@ def real_labels(data_dir):
 def test_tag_prints_each_token_with_a_real_label(model_dir, demo_tag_data):
   token_vocab = set(contract.read_vocab(os.path.join(demo_tag_data, "vocab.txt")))
   assert all(word in token_vocab for text in TEXTS for word in text.split())
-  process = run_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
+  process = call_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
   lines = process.stdout.splitlines()
   assert len(lines) == len(TEXTS)
   labels = real_labels(demo_tag_data)
@@ -35,7 +35,7 @@ def test_tag_prints_each_token_with_a_real_label(model_dir, demo_tag_data):
 
 
 def test_stdin_without_data_dir_prints_labels_one_line_per_text(model_dir, demo_tag_data):
-  with_tokens = run_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
+  with_tokens = call_cli("trainer.predict", "--model_dir", model_dir, "--data_dir", demo_tag_data, *TEXTS)
   # A blank line is a text too: the output stays aligned with the input, line for line.
   process, imported = run_cli_listing_imports("trainer.predict", "--model_dir", model_dir,
                                               stdin=TEXTS[0] + "\n\n" + TEXTS[1] + "\n")
@@ -55,7 +55,7 @@ def test_stdin_without_data_dir_prints_labels_one_line_per_text(model_dir, demo_
 @pytest.mark.parametrize("case", ["empty_dir", "data_dir"])
 def test_a_directory_without_export_exits_2_with_one_line(demo_tag_data, tmp_path, case):
   model_dir = {"empty_dir": tmp_path, "data_dir": demo_tag_data}[case]
-  process = run_cli("trainer.predict", "--model_dir", model_dir, "The cat sleeps", check=False)
+  process = call_cli("trainer.predict", "--model_dir", model_dir, "The cat sleeps", check=False)
   assert process.returncode == 2
   assert process.stdout == ""
   last = process.stderr.strip().splitlines()[-1]
