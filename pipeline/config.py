@@ -44,11 +44,20 @@ class PipelineConfig:
                                   "0 = automatic, one per 256 MB of input")
   tokenizer: str = _option("word", choices=("word", "wordpiece"),
                            help="word: one token per word; wordpiece: subword pieces learned on train")
+  shard_writer: str = _option(
+      "auto", choices=("auto", "runs", "shuffle"),
+      help="how records reach their shards: runs (temporary files; only their paths are grouped), "
+      "shuffle (through the runner's shuffle, no temporary file), or auto: runs on Beam's local runners, "
+      "shuffle on the others (Dataflow, Flink, Spark, portable). The shards are the same bytes either way")
 
   def options(self) -> dict:
-    """The options that shape the output, as recorded in metadata.json."""
+    """The options that shape the output, as recorded in metadata.json.
+
+    Not where the job reads and writes, nor how it gets there (`shard_writer`): the same
+    input and options give the same bytes, metadata.json included, whatever the runner.
+    """
     options = dataclasses.asdict(self)
-    for not_an_output_option in ("inputs", "output_dir"):
+    for not_an_output_option in ("inputs", "output_dir", "shard_writer"):
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
     return options

@@ -4,7 +4,9 @@ Every stage reports what it saw as (name, n) pairs on a `counts` output; the pai
 summed into one JSON file that the driver turns into metadata.json. Counts travel as
 data, not only as Beam metrics, because metrics are best-effort on some runners and
 metadata.json must be exact. The same numbers also go to Beam counters, so a runner's
-UI (Dataflow, Flink) shows progress while the job runs.
+UI (Dataflow, Flink) shows progress while the job runs. Two counts are Beam counters
+only, because the output does not depend on them: how the shards were written
+(`pipeline/write.py`: run files, or bytes sent through the runner's shuffle).
 """
 
 import apache_beam as beam
@@ -22,6 +24,8 @@ UNKNOWN = "unknown"  # unknown/<split>: tokens that are <unk>
 CHARACTERS = "characters"  # characters/<split>: characters of the written records' text
 HISTOGRAM = "length"  # length/<split>/<length>
 SHARD = "shard"  # shard/<file name>
+RUN_FILES = "run_files"  # run_files/<split>: temporary run files written (Beam counter only)
+SHUFFLED_BYTES = "shuffled_bytes"  # shuffled_bytes/<split>: bytes of runs shuffled (Beam counter only)
 
 NAMESPACE = "pipeline"
 

@@ -246,12 +246,17 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   The files are read twice, which costs far less than keeping what was read: once to learn
   the vocabularies (the train split) and size the shards, then again to transform,
   encode and write both splits, counting every record this time. So no stage waits
-  for the whole corpus to be held, on any runner, and local worker processes send paths,
-  not records, back to the runner (see pipeline/write.py).
+  for the whole corpus to be held, on any runner. Local worker processes send paths of
+  runs, not records, back to the runner; other runners shuffle the records to their
+  shards (`--shard_writer`, see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
       config.vocab_partitions, sum(f.size for f in input_files)))
+  shard_writer = write.shard_writer_for(config.shard_writer, pipeline.runner)
+  logging.info("Records go to their shards through %s (--shard_writer %s on %s)",
+               "temporary run files" if shard_writer == write.RUNS else "the runner's shuffle",
+               config.shard_writer, type(pipeline.runner).__name__)
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):
@@ -273,7 +278,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
       num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
           config.num_shards if split == "train" else 0)  # eval: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(
-          config.output_dir, split, num_shards, config.compression)
+          config.output_dir, split, num_shards, config.compression, shard_writer)
       all_counts += [encoded[counts.COUNTS], written]
     _ = (tuple(all_counts) | "FlattenCounts" >> beam.Flatten()
          | "GatherCounts" >> statistics.GatherCounts(os.path.join(temp_dir, COUNTS_FILE)))

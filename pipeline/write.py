@@ -7,14 +7,31 @@ shard records are sorted by that fingerprint, then by their bytes: a determinist
 shuffle, not input order. Every shard, even an empty one, is written to a temporary name
 and renamed into place, so a reader never sees half a shard under its final name.
 
-Records do not go through a shuffle. Where they are encoded, a worker appends them to
-temporary files ("runs"), one per shard it has records for, every RUN_BYTES; only the runs'
-paths are grouped by shard, and each shard is then written from its runs (read, sorted,
-written). So a runner moves paths, not data, between workers, and holds at most a
-worker's buffer and one shard in memory; the runs cost one more write and read of the
-data on the output's file system (local disk or GCS), where Beam's file sinks keep their
-temporary files too. Like theirs, runs of failed bundles are never read, and all are
-removed with OUTPUT_DIR/.tmp when the job finishes.
+Where they are encoded, a worker buffers records by shard and, every RUN_BYTES and at
+the end of each bundle, hands each shard's part of its buffer on as a "run" (one layout,
+below), in one of two ways (`--shard_writer`). Either way each shard is then written by
+one worker, from all its records, by the same `write_shard` (sorted, written, renamed),
+with the same counts; as the order is the sort's, the two give the same bytes.
+
+- "runs": each run is a temporary file under OUTPUT_DIR/.tmp/runs, and only the runs'
+  paths are grouped by shard. The runner moves paths, not data: right for Beam's
+  local runners, whose GroupByKey holds everything it groups in memory, so memory stays
+  at a worker's buffer plus one shard whatever the corpus. The cost is one more write
+  and read of the data on the output's file system, and a file per shard touched per
+  buffer and per bundle: (buffers + bundles) x shards, hundreds of millions of small
+  objects at 1 TB with automatic shards, which a distributed job cannot afford. Like
+  Beam's sinks' temporary files, runs of failed bundles are never read, and all are
+  removed with OUTPUT_DIR/.tmp when the job finishes.
+- "shuffle": each run is one bytes value (`encode_run`), and the values are grouped by
+  shard through the runner's own shuffle (Dataflow Shuffle, Flink's or Spark's network
+  shuffle), which spills to disk and hands a shard's runs to its writer as a stream: no
+  temporary file, and one shard decoded in memory. The values are typed, so Beam codes
+  them as a varint and length-prefixed bytes. One value per (buffer, shard) rather than
+  per (batch, shard): a 4096-record batch spread over thousands of shards would shuffle
+  about one value per record, each with the runner's per-element cost.
+
+`auto` (the default) picks runs on the local runners and shuffle on every other
+(`shard_writer_for`).
 """
 
 import heapq
@@ -25,11 +42,12 @@ import os
 import struct
 import uuid
 import zlib
-from typing import Iterable, List, Sequence, Tuple
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
+from apache_beam.options.pipeline_options import StandardOptions
 
 import contract
 from pipeline import counts
@@ -128,16 +146,18 @@ def _write_records(path: str, records: np.ndarray, options) -> None:
       writer.write(record)
 
 
-# A run is a temporary file of records that only this pipeline reads back, so it is laid
-# out to be written and read with whole-array operations (about 5x faster than TFRecord
-# files through tf.data): magic, record count n and CRC-32 of the rest (little-endian
-# uint32, uint64, uint32), then n uint64 record lengths, then the records end to end.
+# A run is a part of a shard's records that only this pipeline reads back (a temporary
+# file, or one value in the runner's shuffle), so it is laid out to be written and read
+# with whole-array operations (about 5x faster than TFRecord files through tf.data):
+# magic, record count n and CRC-32 of the rest (little-endian uint32, uint64, uint32),
+# then n uint64 record lengths, then the records end to end. The records b"ab" and b"c":
+#   52 55 4e 31 | 02 00 00 00 00 00 00 00 | CRC-32 | 02 00.. (8 bytes) 01 00.. (8 bytes) | 61 62 63
 _RUN_MAGIC = 0x314E5552  # b"RUN1"
 _RUN_HEADER = struct.Struct("<IQI")
 
 
-def write_run(path: str, parts: Sequence[np.ndarray]) -> None:
-  """Writes arrays of records (bytes) as one run."""
+def _run_pieces(parts: Sequence[np.ndarray]) -> List[bytes]:
+  """Arrays of records (bytes) → the bytes of one run, in pieces to write or join."""
   count = sum(len(records) for records in parts)
   lengths = np.concatenate([np.fromiter(map(len, records), np.dtype("<u8"), len(records)) for records in parts]
                            or [np.zeros(0, np.dtype("<u8"))]).tobytes()
@@ -145,17 +165,23 @@ def write_run(path: str, parts: Sequence[np.ndarray]) -> None:
   checksum = zlib.crc32(lengths)
   for chunk in data:
     checksum = zlib.crc32(chunk, checksum)
+  return [_RUN_HEADER.pack(_RUN_MAGIC, count, checksum), lengths, *data]
+
+
+def encode_run(parts: Sequence[np.ndarray]) -> bytes:
+  """Arrays of records (bytes) → one run, as bytes."""
+  return b"".join(_run_pieces(parts))
+
+
+def write_run(path: str, parts: Sequence[np.ndarray]) -> None:
+  """Writes arrays of records (bytes) as one run file."""
   with tf.io.gfile.GFile(path, "wb") as f:
-    f.write(_RUN_HEADER.pack(_RUN_MAGIC, count, checksum))
-    f.write(lengths)
-    for chunk in data:
-      f.write(chunk)
+    for piece in _run_pieces(parts):
+      f.write(piece)
 
 
-def read_run(path: str) -> List[bytes]:
-  """The records of a run; a damaged run (short, or its checksum off) is an error."""
-  with tf.io.gfile.GFile(path, "rb") as f:
-    data = f.read()
+def decode_run(data: bytes, source: str) -> List[bytes]:
+  """The records of a run; a damaged run (short, or its checksum off) is an error naming `source`."""
   header = _RUN_HEADER.size
   if len(data) >= header:
     magic, count, checksum = _RUN_HEADER.unpack_from(data)
@@ -165,23 +191,63 @@ def read_run(path: str) -> List[bytes]:
       if not count or ends[-1] == len(data):
         ends = ends.tolist()
         return [data[start:end] for start, end in zip([records_start] + ends[:-1], ends)]
-  raise IOError(f"{path}: not a complete run of records (a damaged or truncated temporary file)")
+  raise IOError(f"{source}: not a complete run of records (damaged or truncated)")
 
 
-def read_runs(paths: Sequence[str]) -> np.ndarray:
-  """The records of runs, in order, as one numpy array of bytes."""
-  records = [record for path in paths for record in read_run(path)]
+def read_run(path: str) -> List[bytes]:
+  """The records of a run file; a damaged run is an error."""
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return decode_run(f.read(), path)
+
+
+def _as_array(records: List[bytes]) -> np.ndarray:
   array = np.empty(len(records), object)
   array[:] = records
   return array
 
 
-class _WriteRunsDoFn(beam.DoFn):
-  """Arrays of serialized examples → runs (temporary files, one per shard touched); emits
-  (shard, run path) each time it writes its buffer, and at the end of every bundle."""
+def read_runs(paths: Sequence[str]) -> np.ndarray:
+  """The records of run files, in order, as one numpy array of bytes."""
+  return _as_array([record for path in paths for record in read_run(path)])
 
-  def __init__(self, output_dir: str, split: str):
-    self.output_dir, self.split = output_dir, split
+
+def decode_runs(runs: Iterable[bytes]) -> np.ndarray:
+  """The records of runs given as bytes, in order, as one numpy array of bytes.
+
+  Decoded one at a time: a stream of runs from the runner's shuffle is held as records,
+  not also as runs.
+  """
+  return _as_array([record for run in runs for record in decode_run(run, "a run from the shuffle")])
+
+
+RUNS, SHUFFLE = "runs", "shuffle"  # --shard_writer; "auto" picks one by runner
+
+
+def shard_writer_for(requested: str, runner: beam.runners.PipelineRunner) -> str:
+  """RUNS or SHUFFLE: `requested`, or for "auto" the one that scales on `runner`.
+
+  Runs on Beam's local runners (its own list: the FnApiRunner in any
+  --direct_running_mode, the DirectRunners, Prism, and their subclasses), whose
+  GroupByKey holds in memory everything it groups, so records grouped there would make
+  memory grow with the corpus; shuffle on every other (Dataflow, Flink, Spark, any
+  portable job server), whose shuffle spills to disk and where runs would make hundreds
+  of millions of small files.
+  """
+  if requested in (RUNS, SHUFFLE):
+    return requested
+  if requested != "auto":
+    raise ValueError(f"shard writer {requested!r}: not auto, {RUNS} or {SHUFFLE}")
+  local = any(cls.__name__ in StandardOptions.LOCAL_RUNNERS for cls in type(runner).__mro__)
+  return RUNS if local else SHUFFLE
+
+
+class _MakeRunsDoFn(beam.DoFn):
+  """Arrays of serialized examples → (shard, run) pairs: each time it holds RUN_BYTES of
+  records, and at the end of every bundle, one run per shard it holds records for,
+  handed on as a file's path (RUNS) or as bytes (SHUFFLE)."""
+
+  def __init__(self, output_dir: str, split: str, shard_writer: str):
+    self.output_dir, self.split, self.shard_writer = output_dir, split, shard_writer
     self._parts, self._bytes = {}, 0
 
   def start_bundle(self):
@@ -192,26 +258,31 @@ class _WriteRunsDoFn(beam.DoFn):
       self._parts.setdefault(shard, []).append(records)
     self._bytes += sum(map(len, serialized))
     if self._bytes >= RUN_BYTES:
-      yield from self._write_runs()
+      yield from self._make_runs()
 
   def finish_bundle(self):
-    for shard_and_path in self._write_runs():
-      yield beam.transforms.window.GlobalWindows.windowed_value(shard_and_path)
+    for shard_and_run in self._make_runs():
+      yield beam.transforms.window.GlobalWindows.windowed_value(shard_and_run)
 
-  def _write_runs(self):
+  def _make_runs(self):
+    parts, self._parts, self._bytes = self._parts, {}, 0
     runs_dir = os.path.join(self.output_dir, TEMP_DIR, RUNS_DIR)
-    if self._parts:
+    if parts and self.shard_writer == RUNS:
       tf.io.gfile.makedirs(runs_dir)
-    for shard, parts in sorted(self._parts.items()):
-      path = os.path.join(runs_dir, f"{self.split}-{shard:05d}-{uuid.uuid4().hex}.run")
-      write_run(path, parts)
-      yield shard, path
-    self._parts, self._bytes = {}, 0
+    for shard in sorted(parts):
+      if self.shard_writer == SHUFFLE:
+        run = encode_run(parts.pop(shard))
+        counts.inc(counts.key(counts.SHUFFLED_BYTES, self.split), len(run))
+        yield shard, run
+      else:
+        path = os.path.join(runs_dir, f"{self.split}-{shard:05d}-{uuid.uuid4().hex}.run")
+        write_run(path, parts.pop(shard))
+        counts.inc(counts.key(counts.RUN_FILES, self.split))
+        yield shard, path
 
 
-def write_shard(output_dir: str, name: str, runs: Sequence[str], compression: str) -> int:
-  """Writes the shard `name` from its runs, its records in `record_order`; returns their number."""
-  records = read_runs(runs)
+def write_shard(output_dir: str, name: str, records: np.ndarray, compression: str) -> int:
+  """Writes the shard `name` of `records` (bytes, any order) in `record_order`; returns their number."""
   records = records[record_order(sort_keys(records), records)]
   options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
   write_atomically(output_dir, os.path.join(output_dir, name), lambda path: _write_records(path, records, options))
@@ -219,16 +290,18 @@ def write_shard(output_dir: str, name: str, runs: Sequence[str], compression: st
 
 
 class _WriteShardDoFn(beam.DoFn):
-  """(shard, its run paths) → the shard file; emits its counts."""
+  """(shard, its runs: paths or bytes) → the shard file; emits its counts."""
 
-  def __init__(self, output_dir: str, split: str, compression: str):
+  def __init__(self, output_dir: str, split: str, compression: str, shard_writer: str):
     self.output_dir, self.split, self.compression = output_dir, split, compression
+    self.shard_writer = shard_writer
 
   def process(self, shard_and_runs, num_shards: int):
     shard, runs = shard_and_runs
+    runs = (run for run in runs if run is not None)  # None: every shard's marker
+    records = decode_runs(runs) if self.shard_writer == SHUFFLE else read_runs(sorted(runs))
     name = contract.shard_name(self.split, shard, num_shards, self.compression)
-    runs = sorted(run for run in runs if run is not None)  # None: every shard's marker
-    written = write_shard(self.output_dir, name, runs, self.compression)
+    written = write_shard(self.output_dir, name, records, self.compression)
     for count_name in (counts.key(counts.SHARD, name), counts.key(counts.WRITTEN, self.split)):
       counts.inc(count_name, written)
       yield (count_name, written)
@@ -239,28 +312,37 @@ class WriteShards(beam.PTransform):
 
   `num_shards` is an int above 0 or a one-element PCollection of it (`ShardCount`); it
   must not depend on the records written here, or they would be held until it is known.
+  `shard_writer` is RUNS, SHUFFLE or "auto" (`shard_writer_for` the pipeline's runner).
   """
 
-  def __init__(self, output_dir: str, split: str, num_shards, compression: str):
+  def __init__(self, output_dir: str, split: str, num_shards, compression: str, shard_writer: str = "auto"):
     super().__init__()
     self.output_dir, self.split = output_dir, split
-    self.num_shards, self.compression = num_shards, compression
+    self.num_shards, self.compression, self.shard_writer = num_shards, compression, shard_writer
 
   def expand(self, serialized_lists):
+    shard_writer = shard_writer_for(self.shard_writer, serialized_lists.pipeline.runner)
+    # Typed, so that the shuffle codes (shard, run) as a varint and a length-prefixed
+    # string rather than through Beam's fallback coder; None is every shard's marker.
+    shard_and_run = Tuple[int, Optional[bytes if shard_writer == SHUFFLE else str]]
     num_shards = self.num_shards
     if isinstance(num_shards, int):
       num_shards = serialized_lists.pipeline | "NumShards" >> beam.Create([num_shards])
     num_shards = beam.pvalue.AsSingleton(num_shards)
-    runs = serialized_lists | "WriteRuns" >> beam.ParDo(_WriteRunsDoFn(self.output_dir, self.split), num_shards)
+    runs = (serialized_lists
+            | "MakeRuns" >> beam.ParDo(_MakeRunsDoFn(self.output_dir, self.split, shard_writer), num_shards)
+            .with_output_types(shard_and_run))
     every_shard = (  # so that a shard that gets no record is still written, empty
         serialized_lists.pipeline
         | "One" >> beam.Create([None])
-        | "EveryShard" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)], num_shards))
+        | "EveryShard" >> beam.FlatMap(lambda _, n: [(i, None) for i in range(n)], num_shards)
+        .with_output_types(shard_and_run))
     return (
         (runs, every_shard)
         | "Flatten" >> beam.Flatten()
         | "GroupByShard" >> beam.GroupByKey()
-        | "Write" >> beam.ParDo(_WriteShardDoFn(self.output_dir, self.split, self.compression), num_shards))
+        | "Write" >> beam.ParDo(
+            _WriteShardDoFn(self.output_dir, self.split, self.compression, shard_writer), num_shards))
 
 
 def _dead_letter_line(dead_letter: dict) -> bytes:

@@ -309,6 +309,10 @@ def test_every_config_field_is_a_flag_with_its_default():
   assert parsed == config.PipelineConfig(inputs=("a",), output_dir="o", file_format="text", task="lm")
   flags = preprocess_lib.build_parser().parse_args(required + ["--max_vocab", "7", "--lowercase", "--encoding", "latin-1"])
   assert dataclasses.replace(parsed, max_vocab=7, lowercase=True, encoding="latin-1") == config.from_flags(flags)
+  # How records reach their shards does not change them: metadata.json does not record it.
+  shuffled = config.from_flags(preprocess_lib.build_parser().parse_args(required + ["--shard_writer", "shuffle"]))
+  assert shuffled.shard_writer == "shuffle" and shuffled.options() == parsed.options()
+  assert "shard_writer" not in parsed.options()
 
 
 def test_beam_options_pass_and_a_typo_is_named_with_the_closest_option():

@@ -80,10 +80,16 @@ def _output_files(output_dir):
 
 
 def test_external_worker_pool_writes_the_same_bytes(demo_tag_data, worker_pool, tmp_path):
+  """The portable run shuffles records to their shards (--shard_writer auto), the default
+  in-process run writes runs (tests/pipeline/test_write.py): the same bytes either way."""
   output_dir = tmp_path / "portable"
-  preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
-             "--eval_fraction", "0.1", "--runner", "PortableRunner", "--job_endpoint", "embed",
-             "--environment_type", "EXTERNAL", "--environment_config", f"localhost:{worker_pool}")
+  process = preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), output_dir, "conll", "tag",
+                       "--eval_fraction", "0.1", "--runner", "PortableRunner", "--job_endpoint", "embed",
+                       "--environment_type", "EXTERNAL", "--environment_config", f"localhost:{worker_pool}")
+  # The workers' Beam counters: bytes went through the shuffle, and no run file was written.
+  counters = next(line for line in process.stderr.splitlines() if "Beam counters: " in line)
+  assert "shuffled_bytes/train=" in counters and "shuffled_bytes/eval=" in counters, counters
+  assert "run_files/" not in counters, counters
   portable, default = _output_files(output_dir), _output_files(demo_tag_data)
   assert sorted(portable) == sorted(default) and any(name.endswith(".tfrecord") for name in portable)
   for name in default:

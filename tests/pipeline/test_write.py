@@ -1,5 +1,7 @@
-"""WriteShards and WriteDeadLetters: deterministic files, empty shards still written."""
+"""WriteShards and WriteDeadLetters: deterministic files, empty shards still written, the same
+bytes whether records reach their shards through runs or the runner's shuffle."""
 
+import collections
 import json
 import os
 
@@ -8,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import tensorflow as tf
+from apache_beam.runners import create_runner
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import write
@@ -38,6 +41,9 @@ def test_runs_round_trip_and_damage_is_an_error(tmp_path):
   path = str(tmp_path / "a.run")
   write.write_run(path, parts)
   assert write.read_runs([path, path]).tolist() == [b"", b"one", b"\x00two", b"three" * 1000] * 2
+  # A run in the shuffle is the file's bytes.
+  assert (tmp_path / "a.run").read_bytes() == write.encode_run(parts)
+  assert write.decode_runs([write.encode_run(parts), write.encode_run([])]).tolist() == write.read_run(path)
   write.write_run(str(tmp_path / "empty.run"), [])
   assert write.read_runs([str(tmp_path / "empty.run")]).tolist() == []
   data = (tmp_path / "a.run").read_bytes()
@@ -53,6 +59,47 @@ def test_records_are_written_in_runs_of_bounded_size(tmp_path, monkeypatch):
   shards = write_records(tmp_path, [records[i:i + 5] for i in range(0, 60, 5)], 2)
   assert sorted(r for shard in shards.values() for r in shard) == records
   assert len(os.listdir(tmp_path / write.TEMP_DIR / write.RUNS_DIR)) >= 6
+
+
+def test_shuffle_writes_the_same_bytes_as_runs_and_no_temporary_file(tmp_path, monkeypatch):
+  monkeypatch.setattr(write, "RUN_BYTES", 40)  # several runs per shard, concatenated in the shuffle too
+  records = [f"record {i:02d}".encode() for i in range(8)] + [b"", b"record 00"]  # an empty record, a copy
+  num_shards = 12  # more shards than records: some stay empty
+  per_shard = collections.Counter(shard for shard, part in write.assign_to_shards(records, num_shards)
+                                  for _ in part)
+  assert len(per_shard) < num_shards and max(per_shard.values()) >= 2
+  names = [f"train-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+  pipeline = test_pipeline()
+  batches = pipeline | beam.Create([records[i:i + 3] for i in range(0, len(records), 3)])
+  for shard_writer in (write.RUNS, write.SHUFFLE):
+    written = batches | shard_writer >> write.WriteShards(str(tmp_path / shard_writer), "train", num_shards,
+                                                          "none", shard_writer)
+    assert_that(written, equal_to([(f"shard/{name}", per_shard[i]) for i, name in enumerate(names)]
+                                  + [("written/train", n) for n in per_shard.values()]
+                                  + [("written/train", 0)] * (num_shards - len(per_shard))),
+                label=f"Counts[{shard_writer}]")
+  result = pipeline.run()
+  result.wait_until_finish()
+  runs, shuffled = ({name: (tmp_path / mode / name).read_bytes() for name in names}
+                    for mode in (write.RUNS, write.SHUFFLE))
+  assert shuffled == runs
+  assert [len(list(tf.data.TFRecordDataset(str(tmp_path / write.SHUFFLE / name)))) for name in names] == [
+      per_shard[i] for i in range(num_shards)]
+  # Runs went through files; the shuffle left none (shards' temporary names are renamed).
+  assert len(os.listdir(tmp_path / write.RUNS / write.TEMP_DIR / write.RUNS_DIR)) > len(per_shard)
+  assert os.listdir(tmp_path / write.SHUFFLE / write.TEMP_DIR) == []
+  counters = {counter.key.metric.name: counter.committed
+              for counter in result.metrics().query(beam.metrics.MetricsFilter())["counters"]}
+  assert counters["run_files/train"] > len(per_shard) and counters["shuffled_bytes/train"] > sum(map(len, records))
+
+
+def test_local_runners_write_runs_and_others_shuffle():
+  for runner in ("DirectRunner", "FnApiRunner", "BundleBasedDirectRunner", "PrismRunner"):
+    assert write.shard_writer_for("auto", create_runner(runner)) == write.RUNS, runner
+  for runner in ("DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner"):
+    assert write.shard_writer_for("auto", create_runner(runner)) == write.SHUFFLE, runner
+  assert write.shard_writer_for(write.SHUFFLE, create_runner("FnApiRunner")) == write.SHUFFLE
+  assert write.shard_writer_for(write.RUNS, create_runner("DataflowRunner")) == write.RUNS
 
 
 def test_shard_count_from_the_records_read():
