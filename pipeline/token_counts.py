@@ -138,11 +138,12 @@ def merge(parts: List[TokenCounts]) -> TokenCounts:
   The result is sorted by fingerprint, and where different tokens share one, by bytes.
   The list `parts` is emptied, so that each input is freed as soon as it is copied, and
   each array is replaced by its sorted copy one at a time: the peak stays within about
-  twice what the inputs hold.
+  twice what the inputs hold. Entries whose fingerprints already ascend strictly (one
+  part that is a merge's result) are that result as they are: they are returned uncopied.
   """
   merged = concat(parts)
   parts.clear()
-  if len(merged) == 0:
+  if len(merged) == 0 or np.all(merged.fingerprints[1:] > merged.fingerprints[:-1]):
     return merged
   data = merged.data
   order = np.argsort(merged.fingerprints, kind="stable")  # parts come sorted: runs merge fast
