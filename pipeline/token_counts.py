@@ -40,8 +40,12 @@ class TokenCounts:
   def __len__(self) -> int:
     return len(self.counts)
 
-  def __reduce__(self):  # pickled as its four arrays
-    return TokenCounts, (self.fingerprints, self.counts, self.offsets, self.data)
+  def __reduce__(self):
+    # Beam's coders pickle accumulators between stages, and a runner copies a stage's
+    # input several times on its way to the worker: counts and token lengths go as one
+    # byte each where they fit (most do), not as 8-byte counts and offsets.
+    return _unpickle, (self.fingerprints, *_pack(self.counts), *_pack(np.diff(self.offsets)),
+                       self.data[self.offsets[0]:self.offsets[-1]])
 
   @property
   def nbytes(self) -> int:
@@ -63,6 +67,33 @@ class TokenCounts:
 
   def to_dict(self) -> dict:
     return dict(zip(self.tokens(), self.counts.tolist()))
+
+
+_BYTE_MAX = 255
+
+
+def _pack(values: np.ndarray):
+  """Non-negative ints → one byte each (capped at 255), and the indices and values of those capped.
+
+  >>> _pack(np.array([3, 300, 255]))
+  (array([  3, 255, 255], dtype=uint8), array([1, 2]), array([300, 255]))
+  """
+  small = np.empty(len(values), np.uint8)
+  np.minimum(values, _BYTE_MAX, out=small, casting="unsafe")  # cast chunk by chunk: no 8-byte copy
+  capped = np.flatnonzero(small == _BYTE_MAX)
+  return small, capped, values[capped]
+
+
+def _unpack(small: np.ndarray, capped: np.ndarray, values: np.ndarray) -> np.ndarray:
+  full = small.astype(np.int64)
+  full[capped] = values
+  return full
+
+
+def _unpickle(fingerprints, counts, capped_counts, large_counts, lengths, capped_lengths, long_lengths, data):
+  offsets = np.zeros(len(lengths) + 1, np.int64)
+  np.cumsum(_unpack(lengths, capped_lengths, long_lengths), out=offsets[1:])
+  return TokenCounts(fingerprints, _unpack(counts, capped_counts, large_counts), offsets, data)
 
 
 def empty() -> TokenCounts:
@@ -138,11 +169,12 @@ def merge(parts: List[TokenCounts]) -> TokenCounts:
   The result is sorted by fingerprint, and where different tokens share one, by bytes.
   The list `parts` is emptied, so that each input is freed as soon as it is copied, and
   each array is replaced by its sorted copy one at a time: the peak stays within about
-  twice what the inputs hold.
+  twice what the inputs hold. Entries whose fingerprints already ascend strictly (one
+  part that is a merge's result) are that result as they are: they are returned uncopied.
   """
   merged = concat(parts)
   parts.clear()
-  if len(merged) == 0:
+  if len(merged) == 0 or np.all(merged.fingerprints[1:] > merged.fingerprints[:-1]):
     return merged
   data = merged.data
   order = np.argsort(merged.fingerprints, kind="stable")  # parts come sorted: runs merge fast

@@ -1,6 +1,7 @@
 """The vocabulary analyzer's counting, merging and ordering rules, against Counters."""
 
 import collections
+import pickle
 import random
 
 import numpy as np
@@ -83,6 +84,21 @@ def test_merge_equals_a_counter_and_never_joins_tokens_that_share_a_fingerprint(
     for top_k in (None, 1, 3, 10):
       assert (token_counts.ordered(token_counts.select(merged, min_count, top_k))
               == brute_force_vocabulary(total, min_count, top_k))
+
+
+def test_counts_survive_pickling_and_a_merged_result_merges_to_itself():
+  """Beam pickles accumulators between stages: counts and lengths past one byte must survive."""
+  counter = collections.Counter({b"": 1, b"a": 255, b"b" * 254: 2, b"c" * 255: 300, b"d" * 1000: 1 << 40, b"e": 7})
+  parts = [token_counts.from_arrays(list(counter), np.array(list(counter.values())), np.arange(len(counter)))]
+  merged = token_counts.merge(parts)
+  offset = token_counts.TokenCounts(np.arange(2), np.array([4, 5]), np.array([2, 3, 5]),
+                                    np.frombuffer(b"__abc", np.uint8))  # its bytes start past 0
+  for counts in (merged, token_counts.empty(), offset):
+    restored = pickle.loads(pickle.dumps(counts, protocol=pickle.HIGHEST_PROTOCOL))
+    assert restored.to_dict() == counts.to_dict()
+    assert restored.fingerprints.tolist() == counts.fingerprints.tolist()
+    assert np.diff(restored.offsets).tolist() == np.diff(counts.offsets).tolist()
+  assert token_counts.merge([merged]) is merged  # already sorted and distinct: not merged again
 
 
 def test_combine_fns_prune_each_partition_to_the_global_answer():
