@@ -294,7 +294,7 @@ def count_records(paths: List[str], compression: Optional[str] = None) -> List[i
 def check_counts(data_dir: str, metadata: dict) -> int:
   """Checks metadata.json's counts against each other and against every shard's records.
 
-  Reads every shard once, files in parallel (about 5 s per GB on 2 cores). Returns the
+  Reads every shard once, files in parallel (BENCHMARKS.md has the cost). Returns the
   records counted.
 
   Raises:

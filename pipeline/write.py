@@ -37,8 +37,7 @@ from pipeline import counts
 TARGET_SHARD_BYTES = 128 << 20  # automatic shard count: shards of roughly 100-200 MB
 LARGE_SHARD_BYTES = 2 << 30  # a requested shard count that makes larger shards is warned about
 # The automatic count is decided before anything is encoded, from the records read: a
-# SequenceExample takes about twice the bytes of its record in Arrow (1.8x for plain text
-# with the 100 MB benchmark corpus, where each token id costs 5-8 bytes).
+# SequenceExample takes about twice the bytes of its record in Arrow (BENCHMARKS.md).
 SHARD_BYTES_PER_INPUT_BYTE = 2
 TEMP_DIR = ".tmp"  # under OUTPUT_DIR; removed when the job finishes
 RUNS_DIR = "runs"  # under TEMP_DIR
@@ -129,8 +128,8 @@ def _write_records(path: str, records: np.ndarray, options) -> None:
 
 
 # A run is a temporary file of records that only this pipeline reads back, so it is laid
-# out to be written and read with whole-array operations (about 5x faster than TFRecord
-# files through tf.data): magic, record count n and CRC-32 of the rest (little-endian
+# out to be written and read with whole-array operations (faster than TFRecord files
+# through tf.data, BENCHMARKS.md): magic, record count n and CRC-32 of the rest (little-endian
 # uint32, uint64, uint32), then n uint64 record lengths, then the records end to end.
 _RUN_MAGIC = 0x314E5552  # b"RUN1"
 _RUN_HEADER = struct.Struct("<IQI")
