@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORK_DIR = "/tmp/rnn_bench"  # corpora and outputs; never inside the repo
@@ -130,14 +130,19 @@ def parser(doc: str) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def main(doc: str, measure: Callable[[argparse.Namespace], object], print_tables: Callable[[object], str],
-         *arguments: Tuple[Sequence[str], dict], argv=None) -> int:
-  """A module's entry point: flags `arguments` ((names, kwargs) pairs) and --out; runs `measure`."""
-  flags = parser(doc)
-  for names, kwargs in arguments:
-    flags.add_argument(*names, **kwargs)
-  flags.add_argument("--out", default=None, help="write the results here as JSON")
-  args = flags.parse_args(argv)
+def main(doc: str, commands: Dict[Optional[str], tuple], argv=None) -> int:
+  """An entry point: `commands` maps each subcommand (None: the module has just one) to
+  (measure(args) → results, print_tables(results), help, flags as (names, kwargs) pairs).
+  Each also takes --out, where its results go as JSON."""
+  top = parser(doc)
+  subcommands = None if None in commands else top.add_subparsers(dest="command", required=True)
+  for name, (_, _, help_text, flags) in commands.items():
+    command = top if name is None else subcommands.add_parser(name, help=help_text.split(":")[0],
+                                                              description=help_text)
+    for names, kwargs in (*flags, (["--out"], {"default": None, "help": "write the results here as JSON"})):
+      command.add_argument(*names, **kwargs)
+  args = top.parse_args(argv)
+  measure, print_tables, _, _ = commands[getattr(args, "command", None)]
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   results = measure(args)
   print_tables(results)
