@@ -143,18 +143,25 @@ class Metadata:
   label_size: Optional[int]  # tag and classify: the label vocabulary's size, <pad> and <unk> included
   length_histogram: Dict[str, Dict[int, int]]
   bucket_boundaries: Dict[int, List[int]]
+  padding_waste: Dict[int, Optional[float]]  # of bucket_boundaries[K] on the train lengths
   splits: Mapping[str, Mapping]
-  options: Mapping
+  options: Mapping  # the pipeline's options (format, compression, ...)
+  counts: Mapping  # read, written, truncated; filtered and dead_letter as {reason: n}
+  unk_rate: Mapping[str, float]  # per split: the share of written tokens that are <unk>
+  tokenizer: Optional[str]  # "word" or "wordpiece"; None in outputs that predate --tokenizer
 
   @classmethod
   def from_dict(cls, metadata: Mapping) -> "Metadata":
+    buckets = metadata.get("bucket_boundaries", {})
     return cls(
         raw=metadata, task=metadata["task"], vocab_size=metadata["vocab"]["size"],
         label_size=metadata["labels"]["size"] if "labels" in metadata else None,
         length_histogram={split: int_histogram(histogram)
                           for split, histogram in metadata.get("length_histogram", {}).items()},
-        bucket_boundaries={int(k): list(v["boundaries"]) for k, v in metadata.get("bucket_boundaries", {}).items()},
-        splits=metadata.get("splits", {}), options=metadata.get("options", {}))
+        bucket_boundaries={int(k): list(v["boundaries"]) for k, v in buckets.items()},
+        padding_waste={int(k): v.get("padding_waste") for k, v in buckets.items()},
+        splits=metadata.get("splits", {}), options=metadata.get("options", {}), counts=metadata.get("counts", {}),
+        unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"))
 
   @property
   def num_classes(self) -> int:
@@ -169,8 +176,7 @@ class Metadata:
   @property
   def wordpiece_suffix(self) -> Optional[str]:
     """The prefix of continuation pieces in vocab.txt ("##") with `--tokenizer wordpiece`, else None."""
-    tokenizer = self.raw.get("tokenizer", {})
-    return tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
+    return self.raw["tokenizer"].get("suffix_indicator") if self.tokenizer == "wordpiece" else None
 
   def boundaries(self, num_buckets: int) -> List[int]:
     """The pipeline's optimal bucket boundaries for `num_buckets` buckets ([1] if none)."""
@@ -178,6 +184,17 @@ class Metadata:
 
   def examples(self, split: str) -> int:
     return self.splits.get(split, {}).get("examples", 0)
+
+  def tokens(self, split: str) -> int:
+    return self.splits.get(split, {}).get("tokens", 0)
+
+  def characters(self, split: str) -> int:
+    """Characters of the split's written text (given tokens joined by spaces)."""
+    return self.splits.get(split, {}).get("characters", 0)
+
+  def shards(self, split: str) -> List[Mapping]:
+    """The split's shards as metadata.json lists them: {"file", "examples", "bytes"}."""
+    return self.splits.get(split, {}).get("shards", [])
 
   def vocab_path(self, data_dir: str) -> str:
     return os.path.join(data_dir, self.raw["vocab"]["file"])
@@ -277,7 +294,7 @@ def count_records(paths: List[str], compression: Optional[str] = None) -> List[i
 def check_counts(data_dir: str, metadata: dict) -> int:
   """Checks metadata.json's counts against each other and against every shard's records.
 
-  Reads every shard once, files in parallel (about 5 s per GB on 2 cores). Returns the
+  Reads every shard once, files in parallel (BENCHMARKS.md has the cost). Returns the
   records counted.
 
   Raises:

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: subprocess timing with peak RSS, machine facts, JSON."""
+"""Helpers shared by the benchmarks: timed runs with peak RSS, pipeline runs, machine facts, JSON, CLIs."""
 
 import argparse
 import json
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORK_DIR = "/tmp/rnn_bench"  # corpora and outputs; never inside the repo
@@ -35,14 +35,12 @@ def _tree_rss_kb(pid: int) -> int:
   return total + sum(_tree_rss_kb(int(child)) for child in children)
 
 
-def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional[Dict[str, str]] = None,
-              sample_seconds: float = 0.5) -> dict:
-  """Runs a command from the repo root; wall time, CPU time and peak RSS.
+def run_timed(argv: Sequence[str], log_path: Optional[str] = None, sample_seconds: float = 0.5) -> dict:
+  """Runs a command from the repo root: wall time, CPU time and two peak RSS figures.
 
-  `peak_rss_mb` is that process's own peak (`os.wait4` returns the rusage of exactly this
-  child and the children it reaped, so runs measured one after the other do not mix, as
-  `RUSAGE_CHILDREN` would). `peak_tree_rss_mb` sums the process and its descendants,
-  sampled every `sample_seconds`, which is what counts when Beam starts worker processes.
+  `peak_rss_mb` is the process's own peak (`os.wait4`: this child only, so runs measured one
+  after the other do not mix as `RUSAGE_CHILDREN` would); `peak_tree_rss_mb` is the process
+  and its descendants (Beam's workers), sampled every `sample_seconds`.
 
   Raises:
     RuntimeError: the command failed (its log's tail is in the message).
@@ -50,11 +48,11 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
   log_path = log_path or os.devnull
   if log_path != os.devnull:
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
-  full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0", **(env or {})}
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
   samples: List[int] = []
   with open(log_path, "w") as log:
     start = time.perf_counter()
-    process = subprocess.Popen(list(argv), cwd=REPO, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(list(argv), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     done = threading.Event()
 
     def sample():
@@ -67,17 +65,22 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, env: Optional
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
-  process.returncode = os.waitstatus_to_exitcode(status)
+  process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
   if process.returncode != 0:
     tail = open(log_path).read()[-3000:] if log_path != os.devnull else ""
     raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}:\n{tail}")
   return {"seconds": round(seconds, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
-          "peak_tree_rss_mb": round(max(samples, default=0) / 1024, 1)}
+          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "peak_tree_rss_mb": round(max(samples, default=0) / 1024, 1)}
 
 
 def python_module(module: str, *args) -> List[str]:
   return [sys.executable, "-m", module, *map(str, args)]
+
+
+def preprocess(input_path: str, output_dir: str, *flags, log_path: Optional[str] = None) -> dict:
+  """`python -m pipeline.preprocess --overwrite` on one input, timed by `run_timed`."""
+  return run_timed(python_module("pipeline.preprocess", "--input", input_path, "--output_dir", output_dir,
+                                 "--overwrite", *flags), log_path)
 
 
 def machine() -> dict:
@@ -120,16 +123,26 @@ def report(title: str, rows: Sequence[Sequence], header: Sequence[str]) -> str:
   return text
 
 
-def main(doc: str, measure: Callable[[argparse.Namespace], object], print_tables: Callable[[object], str],
-         *arguments: Tuple[Sequence[str], dict], argv=None) -> int:
-  """A module's entry point: flags `arguments` ((names, kwargs) pairs) and --out; runs `measure`."""
+def parser(doc: str) -> argparse.ArgumentParser:
+  """An entry point's parser, named as it is run (`python -m benchmarks.<module>`), `doc` as its help."""
   spec = getattr(sys.modules["__main__"], "__spec__", None)
-  parser = argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  for names, kwargs in arguments:
-    parser.add_argument(*names, **kwargs)
-  parser.add_argument("--out", default=None, help="write the results here as JSON")
-  args = parser.parse_args(argv)
+  return argparse.ArgumentParser(prog=f"python -m {spec.name}" if spec else None, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def main(doc: str, commands: Dict[Optional[str], tuple], argv=None) -> int:
+  """An entry point: `commands` maps each subcommand (None: the module has just one) to
+  (measure(args) → results, print_tables(results), help, flags as (names, kwargs) pairs).
+  Each also takes --out, where its results go as JSON."""
+  top = parser(doc)
+  subcommands = None if None in commands else top.add_subparsers(dest="command", required=True)
+  for name, (_, _, help_text, flags) in commands.items():
+    command = top if name is None else subcommands.add_parser(name, help=help_text.split(":")[0],
+                                                              description=help_text)
+    for names, kwargs in (*flags, (["--out"], {"default": None, "help": "write the results here as JSON"})):
+      command.add_argument(*names, **kwargs)
+  args = top.parse_args(argv)
+  measure, print_tables, _, _ = commands[getattr(args, "command", None)]
   logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
   results = measure(args)
   print_tables(results)

@@ -1,17 +1,13 @@
-r"""Assembles a natural-language corpus offline, one sentence per line, to a target size.
+r"""Assembles a prose corpus offline, one sentence per line, to a target size.
 
-The prose comes from this machine: documentation files (.md, .rst, .txt, package
-METADATA) and docstrings under the virtualenv, and /usr/share/doc (READMEs, copyright
-notices, changelogs, gzipped or not). Paragraphs are split into sentences, lines that do
-not read as prose (code, tables, base64, URLs) are dropped, duplicates are removed, and
-the unique sentences are shuffled and repeated with a fixed seed until the target size is
-reached. Nothing is downloaded.
+Prose from documentation files and docstrings under the virtualenv and from /usr/share/doc,
+split into sentences, filtered (no code, tables or URLs), deduplicated, then shuffled and
+repeated with a fixed seed up to the size. Nothing is downloaded.
 
 Example:
   python -m benchmarks.corpus --corpus_mb 100 --out /tmp/rnn_bench/corpora/prose_100mb.txt
 """
 
-import argparse
 import ast
 import gzip
 import hashlib
@@ -38,14 +34,11 @@ _URL = re.compile(r"\w+://")
 
 def _read_text(path: str) -> Optional[str]:
   try:
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
+    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
       raw = f.read(8 << 20)
   except (OSError, EOFError):
     return None
-  if b"\x00" in raw[:4096]:
-    return None  # binary
-  return raw.decode("utf-8", errors="replace")
+  return None if b"\x00" in raw[:4096] else raw.decode("utf-8", errors="replace")  # NUL: binary
 
 
 def _docstrings(path: str) -> Iterator[str]:
@@ -58,9 +51,7 @@ def _docstrings(path: str) -> Iterator[str]:
     return
   for node in ast.walk(tree):
     if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-      docstring = ast.get_docstring(node, clean=True)
-      if docstring:
-        yield docstring
+      yield ast.get_docstring(node, clean=True)  # None if it has none
 
 
 def source_files(venv: str, doc_root: str = "/usr/share/doc") -> List[str]:
@@ -97,8 +88,7 @@ def is_prose(sentence: str) -> bool:
   if len(sentence) > MAX_SENTENCE_CHARS or len(words) < 3 or max(len(w) for w in words) > 30 or _URL.search(sentence):
     return False
   letters = sum(c.isalpha() for c in sentence)
-  spaces = sentence.count(" ")
-  return (letters + spaces) / len(sentence) >= 0.85 and letters / max(len(words), 1) >= 3
+  return (letters + sentence.count(" ")) / len(sentence) >= 0.85 and letters / max(len(words), 1) >= 3
 
 
 def sentences(text: str) -> Iterator[str]:
@@ -111,14 +101,10 @@ def sentences(text: str) -> Iterator[str]:
 
 def sentence_pool(files: Iterable[str]) -> List[str]:
   """Unique prose sentences of all files, in first-seen order."""
-  seen = set()
-  pool = []
+  seen, pool = set(), []
   for path in files:
-    texts = _docstrings(path) if path.endswith(".py") else [_read_text(path)]
-    for text in texts:
-      if not text:
-        continue
-      for sentence in sentences(text):
+    for text in _docstrings(path) if path.endswith(".py") else [_read_text(path)]:
+      for sentence in sentences(text or ""):
         key = hashlib.blake2b(sentence.encode("utf-8"), digest_size=8).digest()
         if key not in seen:
           seen.add(key)
@@ -174,8 +160,7 @@ def build(corpus_mb: float, out: Optional[str] = None, venv: Optional[str] = Non
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.corpus", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = common.parser(__doc__)
   parser.add_argument("--corpus_mb", type=float, default=100)
   parser.add_argument("--out", default=None, help="default: $BENCH_WORK_DIR/corpora/prose_<MB>mb.txt")
   args = parser.parse_args(argv)

@@ -1,22 +1,14 @@
-r"""Baseline (a): the same job as the pipeline, as one plain single-process Python script.
+r"""Baseline (a): the pipeline's job as a plain single-process script, written the way one would by hand.
 
-Reads lines, tokenizes them with a regular expression (the word / punctuation split of
-pipeline/tokenize.py), splits train/eval by the pipeline's content hash, counts the
-vocabulary on train (0 = <pad>, 1 = <unk>, then most frequent first), and writes one
-SequenceExample per line (context `length`, feature list `tokens` with one Feature per
-token) with the Python protobuf API and `SerializeToString(deterministic=True)` through
-`tf.io.TFRecordWriter`, round-robin to N train shards and one eval shard.
-
-It is written the way one would write it by hand, and kept honest: the fastest regular
-expression engine available, one tokenization per line, no per-token work that the
-pipeline does not also do.
+Regex tokens (the split of pipeline/tokenize.py), the pipeline's content-hash train/eval split,
+the vocabulary counted on train (<pad>, <unk>, then most frequent first), one SequenceExample
+per line through the protobuf API, round-robin to N train shards and one eval shard.
 
 Example:
   python -m benchmarks.handwritten --input /tmp/rnn_bench/corpora/prose_10mb.txt \
       --output_dir /tmp/rnn_bench/out/handwritten --num_shards 4
 """
 
-import argparse
 import collections
 import hashlib
 import json
@@ -26,6 +18,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top
 
 try:
   import regex  # pylint: disable=g-import-not-at-top
@@ -63,7 +57,7 @@ def build_example(ids) -> bytes:
   return example.SerializeToString(deterministic=True)
 
 
-def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, compression="none") -> dict:
+def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512) -> dict:
   threshold = int(eval_fraction * (1 << 64))
   splits = {"train": [], "eval": []}
   counts = collections.Counter()
@@ -92,12 +86,10 @@ def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, com
   with open(os.path.join(output_dir, "vocab.txt"), "w", encoding="utf-8") as f:
     f.write("".join(t + "\n" for t in [PAD, UNK] + vocab))
 
-  options = tf.io.TFRecordOptions(compression_type="GZIP" if compression == "gzip" else "")
-  suffix = ".tfrecord.gz" if compression == "gzip" else ".tfrecord"
   tokens_written = {}
   for split, sequences in splits.items():
     shards = num_shards if split == "train" else 1
-    writers = [tf.io.TFRecordWriter(os.path.join(output_dir, f"{split}-{i:05d}-of-{shards:05d}{suffix}"), options)
+    writers = [tf.io.TFRecordWriter(os.path.join(output_dir, f"{split}-{i:05d}-of-{shards:05d}.tfrecord"))
                for i in range(shards)]
     total = 0
     for index, tokens in enumerate(sequences):
@@ -111,18 +103,20 @@ def run(inputs, output_dir, num_shards=4, eval_fraction=0.1, max_length=512, com
           "examples": {s: len(v) for s, v in splits.items()}, "tokens": tokens_written}
 
 
+def parser(doc: str):
+  """The flags both baselines share with the pipeline's."""
+  flags = common.parser(doc)
+  flags.add_argument("--input", action="append", required=True)
+  flags.add_argument("--output_dir", required=True)
+  flags.add_argument("--num_shards", type=int, default=4)
+  flags.add_argument("--eval_fraction", type=float, default=0.1)
+  flags.add_argument("--max_length", type=int, default=512)
+  return flags
+
+
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.handwritten", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--input", action="append", required=True)
-  parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--num_shards", type=int, default=4)
-  parser.add_argument("--eval_fraction", type=float, default=0.1)
-  parser.add_argument("--max_length", type=int, default=512)
-  parser.add_argument("--compression", choices=("none", "gzip"), default="none")
-  args = parser.parse_args(argv)
-  result = run(args.input, args.output_dir, args.num_shards, args.eval_fraction, args.max_length, args.compression)
-  print(json.dumps(result))
+  args = parser(__doc__).parse_args(argv)
+  print(json.dumps(run(args.input, args.output_dir, args.num_shards, args.eval_fraction, args.max_length)))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,13 @@
 r"""The oracle for the language model: an interpolated bigram's eval perplexity on the same data.
 
-Reads the pipeline's own shards (so the vocabulary, `<unk>` and the splits are exactly the
-trainer's) and scores the targets the trainer scores: every token but the first of each
-sequence, given the one before it (contract.lm_targets). The bigram is
-    p(w | v) = lam * c(v, w) / c(v) + (1 - lam) * p_unigram(w),
-with add-one unigrams, counted on train; `lam` is the best of a grid on the eval split
-itself, so the bigram gets every advantage. Prints one JSON line.
+Reads the pipeline's shards (the trainer's vocabulary, `<unk>` and splits) and scores the
+trainer's targets (contract.lm_targets) with p(w | v) = lam * c(v, w) / c(v) + (1 - lam) * p(w):
+counts and add-one unigrams from train, `lam` the best of a grid on eval itself.
 
 Example:
   python -m benchmarks.lm_baseline --data_dir /tmp/model_lm/data
 """
 
-import argparse
 import collections
 import json
 import math
@@ -23,6 +19,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import contract  # pylint: disable=g-import-not-at-top
+from benchmarks import common  # pylint: disable=g-import-not-at-top
 
 LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -55,21 +52,16 @@ def bigram_perplexity(data_dir: str) -> dict:
   pairs = [(int(v), int(w)) for ids in sequences(data_dir, metadata, "eval") for v, w in zip(ids[:-1], ids[1:])]
   bigram_p = np.array([bigrams.get(pair, 0) / history[pair[0]] if history[pair[0]] else 0.0 for pair in pairs])
   target_p = unigram_p[np.array([w for _, w in pairs])]
-  results = {}
-  for lam in LAMBDAS:
-    loss = -np.mean(np.log(lam * bigram_p + (1 - lam) * target_p))
-    results[lam] = loss
+  results = {lam: -np.mean(np.log(lam * bigram_p + (1 - lam) * target_p)) for lam in LAMBDAS}
   best = min(results, key=results.get)
   return {"bigram_perplexity": round(math.exp(results[best]), 2), "lambda": best,
           "unigram_perplexity": round(math.exp(-np.mean(np.log(target_p))), 2), "eval_targets": len(pairs)}
 
 
-def main() -> int:
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.lm_baseline", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv=None) -> int:
+  parser = common.parser(__doc__)
   parser.add_argument("--data_dir", required=True, help="an lm OUTPUT_DIR of pipeline.preprocess")
-  args = parser.parse_args()
-  print(json.dumps(bigram_perplexity(args.data_dir)))
+  print(json.dumps(bigram_perplexity(parser.parse_args(argv).data_dir)))
   return 0
 
 

@@ -1,15 +1,7 @@
-r"""End-to-end tokens/s: our pipeline against the hand-written script and the plain TFT pipeline.
+r"""End-to-end tokens/s of our pipeline, the hand-written script (a) and the plain TFT pipeline (b).
 
-Every variant runs as its own process, timed from start to exit (imports, graph tracing
-and writing included, as a user would see it), on the same corpus in the same run, and is
-reported as a ratio against the hand-written script measured in that run.
-
-  handwritten   (a) benchmarks.handwritten: single process, protobuf API
-  tft           (b) benchmarks.tft_baseline: the straightforward TFT pipeline
-  ours          python -m pipeline.preprocess --format text --task lm
-                    --direct_num_workers 2 --direct_running_mode multi_processing
-  ours_1worker  the same with --direct_num_workers 1 (in-process, the default runner)
-
+Each variant is its own process, timed from start to exit, on the same corpus in the same
+run, and reported against (a) in that run (`command` gives each variant's command line).
 `storage` measures bytes per token of our shards, without and with `--compression gzip`.
 
 Example:
@@ -23,6 +15,8 @@ import shutil
 import sys
 from typing import Dict, List, Sequence
 
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
+import contract
 from benchmarks import common, corpus
 
 VARIANTS = ("handwritten", "ours", "ours_1worker", "tft")
@@ -48,8 +42,8 @@ def output_tokens(variant: str, output_dir: str, log_path: str) -> int:
     with open(log_path) as f:
       result = json.loads([line for line in f if line.startswith("{")][-1])
     return sum(result["tokens"].values()) if isinstance(result["tokens"], dict) else result["tokens"]
-  metadata = common.read_json(os.path.join(output_dir, "metadata.json"))
-  return sum(metadata["splits"][split]["tokens"] for split in ("train", "eval"))
+  metadata = contract.load_metadata(output_dir)
+  return sum(metadata.tokens(split) for split in contract.SPLITS)
 
 
 def measure(sizes_mb: Sequence[float], variants: Sequence[str], repeats: int = 1, work: str = None) -> Dict[str, dict]:
@@ -104,10 +98,10 @@ def storage(corpus_mb: float, plain_dir: str = None, work: str = None) -> dict:
       data_dir = os.path.join(work, "out", f"storage_{compression}_{corpus_mb:g}mb")
       argv = command("ours_1worker", corpus.build(corpus_mb)["path"], data_dir, ["--compression", compression])
       common.run_timed(argv, os.path.join(work, "logs", f"storage_{compression}.log"))
-    splits = common.read_json(os.path.join(data_dir, "metadata.json"))["splits"].values()
+    metadata = contract.load_metadata(data_dir)
     size = sum(os.path.getsize(os.path.join(data_dir, name)) for name in os.listdir(data_dir) if ".tfrecord" in name)
-    results[compression] = {"bytes": size, "tokens": sum(split["tokens"] for split in splits),
-                            "examples": sum(split["examples"] for split in splits)}
+    results[compression] = {"bytes": size, "tokens": sum(metadata.tokens(split) for split in contract.SPLITS),
+                            "examples": sum(metadata.examples(split) for split in contract.SPLITS)}
   return results
 
 
@@ -120,12 +114,11 @@ def print_storage(results: dict) -> str:
 
 
 def main(argv=None):
-  return common.main(
-      __doc__, lambda args: measure([float(s) for s in args.sizes_mb.split(",")], args.variants.split(","),
-                                    args.repeats), print_tables,
-      (["--sizes_mb"], {"default": "10,100", "help": "comma-separated corpus sizes in MB"}),
-      (["--variants"], {"default": ",".join(VARIANTS)}),
-      (["--repeats"], {"type": int, "default": 1, "help": "runs per variant; the fastest is kept"}), argv=argv)
+  flags = [(["--sizes_mb"], {"default": "10,100", "help": "comma-separated corpus sizes in MB"}),
+           (["--variants"], {"default": ",".join(VARIANTS)}),
+           (["--repeats"], {"type": int, "default": 1, "help": "runs per variant; the fastest is kept"})]
+  run = lambda args: measure([float(s) for s in args.sizes_mb.split(",")], args.variants.split(","), args.repeats)
+  return common.main(__doc__, {None: (run, print_tables, None, flags)}, argv=argv)
 
 
 if __name__ == "__main__":

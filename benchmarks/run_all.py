@@ -1,47 +1,45 @@
-r"""Runs every benchmark once and writes one JSON of results, and the tables as Markdown.
+r"""Runs every benchmark once; writes one JSON of results and the tables as Markdown.
 
-    corpora (10 and 100 MB of prose, assembled offline) → pipeline throughput (ours vs the
-    hand-written script vs plain TFT) → storage → padding waste → trainer input → training
-    tokens/s → memory (the demo corpus x1, x10, x100: peak RSS)
-
-Everything generated goes under --work_dir, never into the repo. Each benchmark that imports
-TensorFlow runs in its own process, so one does not warm up or slow down the next.
+Corpora, then pipeline throughput, storage, padding, trainer input, training and memory
+(`--only` picks some). Everything generated goes under --work_dir, never into the repo; a
+benchmark that imports TensorFlow runs in its own process, so one does not warm up the next.
 
 Example:
   python -m benchmarks.run_all --out /tmp/rnn_bench/results.json
 """
 
-import argparse
 import logging
 import os
 import sys
 import time
 
-from benchmarks import common, corpus, input_pipeline, memory, padding, pipeline_throughput, training
+from benchmarks import batching, common, corpus, pipeline_throughput, scale
 
 BENCHMARKS = ("throughput", "storage", "padding", "input", "training", "memory")
 
 
-def _module(work: str, name: str, module: str, *args) -> dict:
-  """Runs one benchmark module in its own process; returns its JSON result."""
-  out = os.path.join(work, "results", f"{name}.json")
-  logging.info("%s: python -m %s %s", name, module, " ".join(map(str, args)))
-  common.run_timed(common.python_module(module, *args, "--out", out), os.path.join(work, "logs", f"{name}.log"))
-  return common.read_json(out)
+def _batching(work: str, tables: list, command: str, *args) -> list:
+  """Runs `benchmarks.batching <command>` in its own process; returns its results, adds its tables."""
+  out = os.path.join(work, "results", f"{command}.json")
+  logging.info("%s: python -m benchmarks.batching %s %s", command, command, " ".join(map(str, args)))
+  common.run_timed(common.python_module("benchmarks.batching", command, *args, "--out", out),
+                   os.path.join(work, "logs", f"{command}.log"))
+  results = common.read_json(out)
+  tables.append("".join(batching.TABLES[command](result) for result in results))
+  return results
 
 
-def _pipeline(work: str, name: str, *args) -> str:
+def _pipeline(work: str, name: str, input_path: str, *args) -> str:
   """Runs our pipeline (1 worker, in-process) unless its output exists; returns OUTPUT_DIR."""
   output_dir = os.path.join(work, "out", name)
   if not os.path.exists(os.path.join(output_dir, "COMPLETED")):
-    common.run_timed(common.python_module("pipeline.preprocess", *args, "--output_dir", output_dir, "--overwrite",
-                                          "--direct_num_workers", 1), os.path.join(work, "logs", f"{name}.log"))
+    common.preprocess(input_path, output_dir, *args, "--direct_num_workers", 1,
+                      log_path=os.path.join(work, "logs", f"{name}.log"))
   return output_dir
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser = common.parser(__doc__)
   parser.add_argument("--out", default=None, help="results JSON (default: WORK_DIR/results.json)")
   parser.add_argument("--work_dir", default=None, help=f"default {common.DEFAULT_WORK_DIR} (or $BENCH_WORK_DIR)")
   parser.add_argument("--sizes_mb", default="10,100", help="corpus sizes for throughput")
@@ -68,27 +66,23 @@ def main(argv=None):
     results["storage"] = pipeline_throughput.storage(
         small, plain if os.path.exists(os.path.join(plain, "COMPLETED")) else None, work)
     tables.append(pipeline_throughput.print_storage(results["storage"]))
-  lm_dir = _pipeline(work, f"ours_1worker_{large:g}mb", "--input", results["corpora"][f"{large:g}"]["path"],
+  lm_dir = _pipeline(work, f"ours_1worker_{large:g}mb", results["corpora"][f"{large:g}"]["path"],
                      "--format", "text", "--task", "lm") if only & {"padding", "input"} else None
-  demo_dir = _pipeline(work, "demo_tag", "--input", os.path.join(common.REPO, "data", "demo", "tagged.conll"),
-                       "--format", "conll", "--task", "tag") if only & {"padding", "training"} else None
+  demo_dir = (_pipeline(work, "demo_tag", scale.DEMO, "--format", "conll", "--task", "tag")
+              if only & {"padding", "training"} else None)
   if "padding" in only:
-    results["padding"] = _module(work, "padding", "benchmarks.padding", "--data_dir", lm_dir, "--data_dir", demo_dir)
-    tables.append(padding.print_tables(results["padding"]))
+    results["padding"] = _batching(work, tables, "padding", "--data_dir", lm_dir, "--data_dir", demo_dir)
   if "input" in only:
-    results["input"] = _module(work, "input", "benchmarks.input_pipeline", "--data_dir", lm_dir,
-                               "--repeats", args.input_repeats)
-    tables.append(input_pipeline.print_tables(results["input"]))
+    results["input"] = _batching(work, tables, "input", "--data_dir", lm_dir, "--repeats", args.input_repeats)
   if "training" in only:
     # A capped vocabulary keeps the LM's softmax (and the pad-to-max run) within reach of 2 cores.
-    lm_8k = _pipeline(work, f"train_lm_8k_{small:g}mb", "--input", results["corpora"][f"{small:g}"]["path"],
+    lm_8k = _pipeline(work, f"train_lm_8k_{small:g}mb", results["corpora"][f"{small:g}"]["path"],
                       "--format", "text", "--task", "lm", "--max_vocab", 8192)
-    results["training"] = _module(work, "training", "benchmarks.training", "--data_dir", lm_8k, "--data_dir",
-                                  demo_dir, "--steps", 10 if args.quick else 40)
-    tables.append(training.print_tables(results["training"]))
+    results["training"] = _batching(work, tables, "training", "--data_dir", lm_8k, "--data_dir", demo_dir,
+                                    "--steps", 10 if args.quick else 40)
   if "memory" in only:
-    results["memory"] = memory.measure([1, 10] if args.quick else [1, 10, 100], work)
-    tables.append(memory.print_tables(results["memory"]))
+    results["memory"] = scale.memory([1, 10] if args.quick else [1, 10, 100], work)
+    tables.append(scale.memory_table(results["memory"]))
   results["seconds"] = round(time.time() - start)
   out = args.out or os.path.join(work, "results.json")
   common.write_json(out, results)

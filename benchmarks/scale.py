@@ -1,37 +1,74 @@
-"""Scale: memory per distinct token, linear cost in the corpus size, many distinct tokens.
+"""Scale: peak RSS and cost against corpus size, memory per distinct token, many distinct tokens.
 
-    python -m benchmarks.scale counting --distinct_m 2     # bytes per distinct token, in-process
+    python -m benchmarks.scale memory --multiples 1 10 100
+    python -m benchmarks.scale counting --distinct_m 2
     python -m benchmarks.scale linear --sizes_mb 100 300 1000 --tiny_mb 2
     python -m benchmarks.scale distinct --size_mb 50 --max_vocab 50000
 
-`counting` feeds the vocabulary's combiner (pipeline/vocabulary.py) batches with many
-distinct tokens and measures, with tracemalloc, what its accumulators hold and their
-peak, against the `collections.Counter` accumulators it replaced, in the same process.
-`linear` runs the pipeline with 2 worker processes on prose of each size, plus a tiny
-run whose time is the fixed start-up cost: seconds per MB exclude it. `distinct`
-compares a corpus whose lines mix prose with unique identifiers (about one distinct
-token per 17 bytes, as in logs and web text) with prose of the same size, in-process.
+`<command> --help` says what each measures; `--out` keeps the results as JSON.
 """
 
-import argparse
 import collections
 import json
 import os
+import shutil
 import sys
 import time
 import tracemalloc
 
+import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
+import numpy as np
+import tensorflow as tf
+
+import contract
 from benchmarks import common
 from benchmarks import corpus
+from benchmarks import pipeline_throughput
 
-_PIPELINE = ("--format", "text", "--task", "lm", "--overwrite")
-_TWO_WORKERS = ("--direct_num_workers", 2, "--direct_running_mode", "multi_processing")
+_PIPELINE = ("--format", "text", "--task", "lm")
+DEMO = os.path.join(common.REPO, "data", "demo", "tagged.conll")
+
+
+def memory(multiples, work: str = None) -> dict:
+  """Memory: peak RSS of the in-process pipeline (one process holds every stage) on the demo
+  corpus repeated, so the vocabulary stays fixed and any growth is data held."""
+  work = common.work_dir(work)
+  with open(DEMO, "rb") as f:
+    text = f.read().rstrip(b"\n") + b"\n\n"
+  sentences = text.count(b"\n\n") - text.count(b"-DOCSTART-")  # a -DOCSTART- block is filtered
+  os.makedirs(os.path.join(work, "corpora"), exist_ok=True)
+  rows = {}
+  for multiple in multiples:
+    path = os.path.join(work, "corpora", f"demo_x{multiple}.conll")
+    with open(path, "wb") as f:
+      f.write(text * multiple)
+    output_dir = os.path.join(work, "out", f"memory_x{multiple}")
+    timing = common.preprocess(path, output_dir, "--format", "conll", "--task", "tag", "--direct_num_workers", 1,
+                               log_path=os.path.join(work, "logs", f"memory_x{multiple}.log"))
+    metadata = contract.load_metadata(output_dir)  # exit 0 means COMPLETED: the count identity held
+    assert metadata.counts["written"] == sentences * multiple, (metadata.counts, sentences * multiple)
+    rows[str(multiple)] = {"path": path, "bytes": os.path.getsize(path), **timing,
+                           "written": metadata.counts["written"], "vocab_size": metadata.vocab_size}
+    shutil.rmtree(output_dir, ignore_errors=True)
+  return rows
+
+
+def memory_table(rows: dict) -> str:
+  base = next(iter(rows.values()))
+  table = []
+  for multiple, r in rows.items():
+    growth = r["peak_rss_mb"] - base["peak_rss_mb"]
+    per_mb = "-" if r is base else f"{growth / ((r['bytes'] - base['bytes']) / 1e6):.1f}"
+    table.append((f"x{multiple}", f"{r['bytes'] / 1e6:.1f}", f"{r['written']:,}", f"{r['vocab_size']:,}",
+                  f"{r['seconds']:.1f}", f"{r['peak_rss_mb']:,.0f}", f"{growth:+,.0f}", per_mb))
+  return common.report(
+      "Memory: the demo corpus repeated (vocabulary fixed), 1 worker in-process", table,
+      ["multiple", "corpus MB", "sentences written", "vocabulary", "wall s", "peak RSS MB", "vs x1",
+       "RSS MB per corpus MB"])
 
 
 def _synthetic_batches(distinct: int, per_batch: int, common_words: int = 2000):
   """count_tokens outputs for batches of new tokens plus common words seen in every batch."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from pipeline import vocabulary  # pylint: disable=g-import-not-at-top
   words = [b"w%d" % i for i in range(common_words)]
   for start in range(0, distinct, per_batch):
@@ -62,6 +99,8 @@ def _compact_accumulate(batches, num_partitions):
 
 
 def counting(distinct_m: float, num_partitions: int = 8) -> dict:
+  """Counting state: bytes per distinct token that the vocabulary's combiner holds and peaks at
+  (tracemalloc, in this process), against the `collections.Counter` accumulators it replaced."""
   distinct = int(distinct_m * 1e6)
   total = distinct + 2000  # and the common words
   _ = list(_synthetic_batches(1000, per_batch=1000))  # TF's first run allocates for good
@@ -84,29 +123,23 @@ def counting(distinct_m: float, num_partitions: int = 8) -> dict:
 
 
 def _pipeline(path: str, output_dir: str, *extra) -> dict:
-  argv = common.python_module("pipeline.preprocess", "--input", path, "--output_dir", output_dir, *_PIPELINE, *extra)
-  result = common.run_timed(argv, log_path=output_dir + ".log")
-  return {k: result[k] for k in ("seconds", "cpu_seconds", "peak_rss_mb", "peak_tree_rss_mb")}
+  return common.preprocess(path, output_dir, *_PIPELINE, *extra, log_path=output_dir + ".log")
 
 
 def linear(sizes_mb, tiny_mb: float, handwritten: bool = True) -> dict:
-  work = common.work_dir()
-  rows = {}
-  tiny = corpus.build(tiny_mb)
-  fixed = _pipeline(tiny["path"], os.path.join(work, "scale", "tiny"), *_TWO_WORKERS)
-  rows["fixed"] = {"mb": tiny_mb, **fixed}
+  """Linear cost: seconds per MB of prose with 2 worker processes (the `ours` run of
+  pipeline_throughput) above a tiny run's fixed start-up cost; peak RSS at each size;
+  and the hand-written script on the largest."""
+  runs = {size: r["runs"]["ours"] for size, r in pipeline_throughput.measure([tiny_mb, *sizes_mb], ["ours"]).items()}
+  fixed = runs.pop(f"{tiny_mb:g}")
+  rows = {"fixed": {"mb": tiny_mb, **fixed}}
   for size in sizes_mb:
-    built = corpus.build(size)
-    run = _pipeline(built["path"], os.path.join(work, "scale", f"prose_{size:g}"), *_TWO_WORKERS)
-    marginal_mb = size - tiny_mb
-    run["s_per_mb"] = round((run["seconds"] - fixed["seconds"]) / marginal_mb, 4)
-    run["cpu_s_per_mb"] = round((run["cpu_seconds"] - fixed["cpu_seconds"]) / marginal_mb, 4)
-    rows[f"{size:g}"] = {"mb": size, **run}
+    run, marginal_mb = runs[f"{size:g}"], size - tiny_mb
+    rows[f"{size:g}"] = {"mb": size, **run, "s_per_mb": round((run["seconds"] - fixed["seconds"]) / marginal_mb, 4),
+                         "cpu_s_per_mb": round((run["cpu_seconds"] - fixed["cpu_seconds"]) / marginal_mb, 4)}
   if handwritten:
     largest = max(sizes_mb)
-    argv = common.python_module("benchmarks.handwritten", "--input", corpus.build(largest)["path"],
-                                "--output_dir", os.path.join(work, "scale", "handwritten"), "--num_shards", 4)
-    hand = common.run_timed(argv)
+    hand = pipeline_throughput.measure([largest], ["handwritten"])[f"{largest:g}"]["runs"]["handwritten"]
     rows["handwritten"] = {"mb": largest, "seconds": hand["seconds"], "peak_rss_mb": hand["peak_rss_mb"],
                            "speedup": round(hand["seconds"] / rows[f"{largest:g}"]["seconds"], 2)}
   return rows
@@ -146,28 +179,20 @@ def distinct(size_mb: float, max_vocab: int) -> dict:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  commands = parser.add_subparsers(dest="command", required=True)
-  counting_parser = commands.add_parser("counting")
-  counting_parser.add_argument("--distinct_m", type=float, default=2)
-  linear_parser = commands.add_parser("linear")
-  linear_parser.add_argument("--sizes_mb", type=float, nargs="+", default=[100, 300, 1000])
-  linear_parser.add_argument("--tiny_mb", type=float, default=2)
-  linear_parser.add_argument("--no_handwritten", action="store_true")
-  distinct_parser = commands.add_parser("distinct")
-  distinct_parser.add_argument("--size_mb", type=float, default=50)
-  distinct_parser.add_argument("--max_vocab", type=int, default=50000)
-  args = parser.parse_args(argv)
-  if args.command == "counting":
-    result = counting(args.distinct_m)
-  elif args.command == "linear":
-    result = linear(args.sizes_mb, args.tiny_mb, not args.no_handwritten)
-  else:
-    result = distinct(args.size_mb, args.max_vocab)
-  result = {"command": args.command, "result": result, "load_average": common.load_average()}
-  common.write_json(os.path.join(common.work_dir(), "scale", f"{args.command}.json"), result)
-  print(json.dumps(result, indent=1))
+  as_json = lambda result: print(json.dumps(result, indent=1))
+  return common.main(__doc__, {
+      "memory": (lambda args: memory(args.multiples), memory_table, memory.__doc__,
+                 [(["--multiples"], {"type": int, "nargs": "+", "default": [1, 10, 100]})]),
+      "counting": (lambda args: counting(args.distinct_m), as_json, counting.__doc__,
+                   [(["--distinct_m"], {"type": float, "default": 2})]),
+      "linear": (lambda args: linear(args.sizes_mb, args.tiny_mb, not args.no_handwritten), as_json, linear.__doc__,
+                 [(["--sizes_mb"], {"type": float, "nargs": "+", "default": [100, 300, 1000]}),
+                  (["--tiny_mb"], {"type": float, "default": 2}), (["--no_handwritten"], {"action": "store_true"})]),
+      "distinct": (lambda args: distinct(args.size_mb, args.max_vocab), as_json,
+                   "Many distinct tokens: peak RSS on prose with every third word a new identifier, against the prose",
+                   [(["--size_mb"], {"type": float, "default": 50}),
+                    (["--max_vocab"], {"type": int, "default": 50000})]),
+  }, argv=argv)
 
 
 if __name__ == "__main__":

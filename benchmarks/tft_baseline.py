@@ -1,22 +1,16 @@
 r"""Baseline (b): the straightforward TFT pipeline, as the TFT tutorials write it.
 
     ReadFromText | instance dicts {'text': line} | AnalyzeAndTransformDataset (train)
-                 | TransformDataset (eval) | Map(one SequenceExample per instance)
-                 | WriteToTFRecord
+                 | TransformDataset (eval) | Map(one SequenceExample per instance) | WriteToTFRecord
 
-Same job as the pipeline and the hand-written script: same tokenization (TF regex ops in
-the preprocessing_fn), same train/eval split, vocabulary on train with <pad>=0, <unk>=1,
-one Feature per token, `SerializeToString(deterministic=True)`. It runs on Beam's
-in-process Python runner (`FnApiRunner`), so nothing is downloaded; any other Beam
-option (e.g. --direct_num_workers) is passed through.
+The job of benchmarks.handwritten (its split and record builder; tokens by TF regex ops), on
+Beam's in-process FnApiRunner; other Beam options (e.g. --direct_num_workers) pass through.
 
 Example:
   python -m benchmarks.tft_baseline --input /tmp/rnn_bench/corpora/prose_10mb.txt \
       --output_dir /tmp/rnn_bench/out/tft_baseline
 """
 
-import argparse
-import hashlib
 import json
 import os
 import sys
@@ -32,9 +26,10 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from tensorflow_transform.tf_metadata import dataset_metadata
 from tensorflow_transform.tf_metadata import schema_utils
 
+from benchmarks import handwritten
+
 RAW_METADATA = dataset_metadata.DatasetMetadata(
     schema_utils.schema_from_feature_spec({"text": tf.io.FixedLenFeature([], tf.string)}))
-NUM_RESERVED = 2  # 0 = <pad>, 1 = <unk>
 
 
 def make_preprocessing_fn(max_length: int):
@@ -45,24 +40,14 @@ def make_preprocessing_fn(max_length: int):
     vocabulary = tft.vocabulary(tokens, vocab_filename="tokens")
     index = tft.apply_vocabulary(tokens, vocabulary, default_value=-1)
     ids = tf.ragged.map_flat_values(
-        lambda v: tf.where(v < 0, tf.constant(1, tf.int64), v + NUM_RESERVED), index)
+        lambda v: tf.where(v < 0, tf.constant(1, tf.int64), v + handwritten.NUM_RESERVED), index)
     return {"tokens": ids.to_sparse(), "length": tokens.row_lengths()}
   return preprocessing_fn
 
 
-def is_eval(line: str, threshold: int) -> bool:
-  digest = hashlib.blake2b(line.encode("utf-8") + b"\x1e\x1e\x1e", digest_size=8).digest()
-  return int.from_bytes(digest, "little") < threshold
-
-
 def to_sequence_example(instance) -> bytes:
-  example = tf.train.SequenceExample()
-  example.context.feature["length"].int64_list.value.append(int(instance["length"]))
-  features = example.feature_lists.feature_list["tokens"].feature
-  for token_id in instance["tokens"]:
-    features.add().int64_list.value.append(int(token_id))
   tokens_counter.inc(len(instance["tokens"]))
-  return example.SerializeToString(deterministic=True)
+  return handwritten.build_example([int(token_id) for token_id in instance["tokens"]])
 
 
 tokens_counter = beam.metrics.Metrics.counter("tft_baseline", "tokens")
@@ -78,10 +63,10 @@ def run(inputs, output_dir, pipeline_args, num_shards=4, eval_fraction=0.1, max_
         [pipeline | f"Read{i}" >> beam.io.ReadFromText(path) for i, path in enumerate(inputs)]
         | "Flatten" >> beam.Flatten()
         | "NotEmpty" >> beam.Filter(lambda line: line.strip()))
-    train = lines | "Train" >> beam.Filter(lambda line: not is_eval(line, threshold)) | "TrainDicts" >> beam.Map(
-        lambda line: {"text": line.encode("utf-8")})
-    evaluation = lines | "Eval" >> beam.Filter(lambda line: is_eval(line, threshold)) | "EvalDicts" >> beam.Map(
-        lambda line: {"text": line.encode("utf-8")})
+    is_eval = lambda line: handwritten.is_eval(line, threshold)
+    to_dict = lambda line: {"text": line.encode("utf-8")}
+    train = lines | "Train" >> beam.Filter(lambda line: not is_eval(line)) | "TrainDicts" >> beam.Map(to_dict)
+    evaluation = lines | "Eval" >> beam.Filter(is_eval) | "EvalDicts" >> beam.Map(to_dict)
     (transformed_train, _), transform_fn = (
         (train, RAW_METADATA) | tft_beam.AnalyzeAndTransformDataset(make_preprocessing_fn(max_length)))
     transformed_eval, _ = (((evaluation, RAW_METADATA), transform_fn) | tft_beam.TransformDataset())
@@ -98,14 +83,7 @@ def run(inputs, output_dir, pipeline_args, num_shards=4, eval_fraction=0.1, max_
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(prog="python -m benchmarks.tft_baseline", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--input", action="append", required=True)
-  parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--num_shards", type=int, default=4)
-  parser.add_argument("--eval_fraction", type=float, default=0.1)
-  parser.add_argument("--max_length", type=int, default=512)
-  known, pipeline_args = parser.parse_known_args(argv)
+  known, pipeline_args = handwritten.parser(__doc__).parse_known_args(argv)
   result = run(known.input, known.output_dir, pipeline_args, known.num_shards, known.eval_fraction,
                known.max_length)
   print(json.dumps(result))

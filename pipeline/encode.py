@@ -10,9 +10,8 @@ holding that int64), and a batch's feature lists are one numpy gather from it. C
 features work the same way, with a table per key of the record `{key: Feature(value)}`
 adds to `Features`. The tables are built by `tf.io.encode_proto` itself and grow on
 demand; the few per-example layers above (FeatureLists map entries, FeatureLists,
-SequenceExample) are built by `encode_proto` in one traced graph per batch. Measured
-~3x faster than `encode_proto` per step and ~4x faster than the Python protobuf API
-(BENCHMARKS.md).
+SequenceExample) are built by `encode_proto` in one traced graph per batch: faster than
+`encode_proto` per step and than the Python protobuf API (BENCHMARKS.md).
 """
 
 from typing import Dict, Sequence, Tuple

@@ -29,7 +29,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top
 import contract
 
 PLOT_FILE = "lengths.png"  # pipeline.preprocess --overwrite knows this name
-PLOT_BUCKETS = "16"
+PLOT_BUCKETS = 16
 PERCENTILES = (50, 90, 99)
 
 
@@ -46,16 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def int_histogram(histogram: Mapping[str, int]) -> Dict[int, int]:
-  """metadata.json's {"length": count} (JSON keys are strings) → {length: count}, sorted."""
-  return {int(length): n for length, n in sorted(histogram.items(), key=lambda item: int(item[0])) if n > 0}
-
-
 def length_percentiles(histogram: Mapping[int, int]) -> Dict[str, Optional[int]]:
   """Nearest-rank percentiles (the smallest length covering p% of examples) and the max."""
   total = sum(histogram.values())
   result = {f"p{p}": None for p in PERCENTILES}
-  result["max"] = max(histogram) if histogram else None
+  result["max"] = max((length for length, n in histogram.items() if n), default=None)
   if not total:
     return result
   for p in PERCENTILES:
@@ -77,33 +72,31 @@ def _by_reason(reasons: Mapping[str, int]) -> str:
   return total + " (" + ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items())) + ")"
 
 
-def summary_lines(output_dir: str, metadata: dict) -> List[str]:
+def summary_lines(output_dir: str, metadata: contract.Metadata) -> List[str]:
   """The part of the report a user checks first, as lines of text."""
-  options = metadata.get("options", {})
-  lines = [f"{output_dir}: task {metadata['task']}, format {options.get('format', '?')}, "
-           f"compression {options.get('compression', 'none')}"]
+  lines = [f"{output_dir}: task {metadata.task}, format {metadata.options.get('format', '?')}, "
+           f"compression {metadata.options.get('compression', 'none')}"]
 
   header = ("split", "examples", "tokens", "shards", "p50", "p90", "p99", "max")
   rows = [header]
   for split in contract.SPLITS:
-    info = metadata["splits"].get(split, {})
-    percentiles = length_percentiles(int_histogram(metadata["length_histogram"].get(split, {})))
-    rows.append((split, info.get("examples", 0), info.get("tokens", 0), len(info.get("shards", [])),
+    percentiles = length_percentiles(metadata.length_histogram.get(split, {}))
+    rows.append((split, metadata.examples(split), metadata.tokens(split), len(metadata.shards(split)),
                  *("-" if percentiles[k] is None else percentiles[k] for k in ("p50", "p90", "p99", "max"))))
   widths = [max(len(str(row[i])) for row in rows) for i in range(len(header))]
   for row in rows:
     lines.append("  " + "  ".join(str(cell).ljust(w) if i == 0 else str(cell).rjust(w)
                                    for i, (cell, w) in enumerate(zip(row, widths))))
 
-  sizes = f"vocabulary {metadata['vocab']['size']} tokens"
-  if "labels" in metadata:
-    sizes += f", {metadata['labels']['size']} labels"
+  sizes = f"vocabulary {metadata.vocab_size} tokens"
+  if metadata.label_size is not None:
+    sizes += f", {metadata.label_size} labels"
   lines.append(sizes + f" (counting {contract.PAD_TOKEN} and {contract.UNK_TOKEN})")
-  if "tokenizer" in metadata:
-    unk = ", ".join(f"{split} {100 * rate:.3f}%" for split, rate in metadata.get("unk_rate", {}).items())
-    lines.append(f"tokenizer {metadata['tokenizer']['type']}; {contract.UNK_TOKEN} share of tokens: {unk}")
+  if metadata.tokenizer:
+    unk = ", ".join(f"{split} {100 * rate:.3f}%" for split, rate in metadata.unk_rate.items())
+    lines.append(f"tokenizer {metadata.tokenizer}; {contract.UNK_TOKEN} share of tokens: {unk}")
 
-  counts = metadata["counts"]
+  counts = metadata.counts
   lines.append(f"counts: read {counts['read']}, written {counts['written']}, "
                f"filtered {_by_reason(counts['filtered'])}, dead letters {_by_reason(counts['dead_letter'])}, "
                f"truncated {counts['truncated']}")
@@ -112,11 +105,9 @@ def summary_lines(output_dir: str, metadata: dict) -> List[str]:
 
   lines.append("bucket boundaries on train lengths (bucket i holds lengths in (b(i-1), b(i)]):")
   for k in contract.NUM_BUCKETS_CHOICES:
-    bucket = metadata["bucket_boundaries"].get(str(k))
-    if bucket is None:
-      continue
-    lines.append(f"  K={k:<2d} padding waste {100 * bucket['padding_waste']:5.2f}%: "
-                 + " ".join(str(b) for b in bucket["boundaries"]))
+    if k in metadata.bucket_boundaries:
+      lines.append(f"  K={k:<2d} padding waste {100 * metadata.padding_waste[k]:5.2f}%: "
+                   + " ".join(str(b) for b in metadata.bucket_boundaries[k]))
   return lines
 
 
@@ -146,23 +137,21 @@ def decode_example(task: str, context: dict, sequences: dict, token_vocab: Seque
   return " ".join(tokens)
 
 
-def example_lines(output_dir: str, metadata: dict, split: str, n: int) -> List[str]:
+def example_lines(output_dir: str, metadata: contract.Metadata, split: str, n: int) -> List[str]:
   """The first n examples of a split, in shard order, decoded back to strings."""
-  task = metadata["task"]
-  paths = contract.shard_paths(output_dir, metadata, split)
+  task = metadata.task
+  paths = contract.shard_paths(output_dir, metadata.raw, split)
   if not paths:
     return [f"no {split} examples to show"]
   if n == 0:
     return []
-  token_vocab = contract.read_vocab(os.path.join(output_dir, metadata["vocab"]["file"]))
-  label_vocab = []
-  if "labels" in metadata:
-    label_vocab = contract.read_vocab(os.path.join(output_dir, metadata["labels"]["file"]))
-  tokenizer = metadata.get("tokenizer", {})
-  suffix = tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
+  token_vocab = contract.read_vocab(metadata.vocab_path(output_dir))
+  labels_path = metadata.labels_path(output_dir)
+  label_vocab = contract.read_vocab(labels_path) if labels_path else []
+  suffix = metadata.wordpiece_suffix
   context_spec, sequence_spec = contract.parsing_spec(task)
   # Shards in order, one file at a time: "the first N" is then the pipeline's own order.
-  dataset = tf.data.TFRecordDataset(paths, compression_type=contract.compression_type(metadata))
+  dataset = tf.data.TFRecordDataset(paths, compression_type=metadata.compression)
   decoded = []
   for index, serialized in enumerate(dataset.take(n)):
     context, sequences = tf.io.parse_single_sequence_example(serialized, context_spec, sequence_spec)
@@ -170,30 +159,28 @@ def example_lines(output_dir: str, metadata: dict, split: str, n: int) -> List[s
   layout = {"tag": " (token/LABEL)", "classify": " (LABEL, then tokens)"}.get(task, "")
   if suffix:
     layout += f" (pieces joined into words at '{suffix}')"
-  total = metadata["splits"][split]["examples"]
-  return [f"first {len(decoded)} of {total} {split} examples{layout}:"] + decoded
+  return [f"first {len(decoded)} of {metadata.examples(split)} {split} examples{layout}:"] + decoded
 
 
-def plot_lengths(metadata: dict, path: str) -> None:
+def plot_lengths(metadata: contract.Metadata, path: str) -> None:
   """Train length histogram as bars, with the 16-bucket boundaries as vertical lines."""
   # Imported here: choosing a backend is process-wide, and only the plot needs matplotlib.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")  # no display needed, and none is opened
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-  histogram = int_histogram(metadata["length_histogram"]["train"])
-  bucket = metadata["bucket_boundaries"][PLOT_BUCKETS]
+  histogram = metadata.length_histogram["train"]
   figure, axes = plt.subplots(figsize=(10, 4.5))
   axes.bar(list(histogram), list(histogram.values()), width=1.0, color="tab:blue", edgecolor="white",
            linewidth=0.3, label="train examples")
-  for index, boundary in enumerate(bucket["boundaries"]):
+  for index, boundary in enumerate(metadata.bucket_boundaries[PLOT_BUCKETS]):
     # A bucket holds lengths up to and including its boundary: draw the line just past that bar.
     axes.axvline(boundary + 0.5, color="tab:red", linewidth=0.8, linestyle="--",
                  label=f"{PLOT_BUCKETS}-bucket boundaries" if index == 0 else None)
   axes.set_xlabel("sequence length (tokens)")
   axes.set_ylabel("examples")
   axes.set_title(f"Train lengths ({sum(histogram.values())} examples): {PLOT_BUCKETS} buckets pad "
-                 f"{100 * bucket['padding_waste']:.2f}% of slots")
+                 f"{100 * metadata.padding_waste[PLOT_BUCKETS]:.2f}% of slots")
   axes.legend()
   figure.tight_layout()
   buffer = io.BytesIO()
@@ -212,7 +199,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   if args.n < 0:
     parser.error("--n must be >= 0")
   try:
-    metadata = contract.read_metadata(args.output_dir)
+    metadata = contract.load_metadata(args.output_dir)
   except contract.DataDirError as error:
     parser.error(str(error))  # exits 2 with the usage line and one clear line
   print("\n".join(summary_lines(args.output_dir, metadata)) + "\n")

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 # The separators `tf.strings.split()` does not already split on: Z* and Cc but the ASCII
 # space, \t, \n, \v, \f and \r. Spelled out, RE2 scans text that has none of them
-# (nearly all text) 5x faster than `[\p{Z}\p{Cc}]+`, which also rewrites every space
-# (measured in tests/pipeline/test_tokenize.py: the same tokens for every code point).
+# (nearly all text) much faster than `[\p{Z}\p{Cc}]+`, which also rewrites every space
+# (BENCHMARKS.md; tests/pipeline/test_tokenize.py: the same tokens for every code point).
 _OTHER_SEPARATORS = (r"[\x{0}-\x{8}\x{e}-\x{1f}\x{7f}-\x{a0}\x{1680}\x{2000}-\x{200a}"
                      r"\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}]")
 _PUNCTUATION_OR_SYMBOL = r"[\pP\pS]"

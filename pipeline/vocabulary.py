@@ -1,8 +1,8 @@
 """The vocabulary analyzer: token counts per batch, in the graph, merged in hash partitions.
 
 `tft.vocabulary` turns every (token, count) pair of every batch into its own Beam
-element: on natural text that is nearly one Python element per token (1.98 M elements
-for 2.2 M tokens, measured), the largest single cost of the pipeline. Here the graph
+element: on natural text that is nearly one Python element per token (BENCHMARKS.md),
+the largest single cost of the pipeline. Here the graph
 counts each batch itself (`tf.unique_with_counts`) and fingerprints each distinct token
 (FarmHash, `tf.strings.to_hash_bucket_fast`: stable across processes and machines). The
 analyzer receives (distinct tokens, counts, fingerprints) per batch, so Python never

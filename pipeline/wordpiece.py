@@ -54,8 +54,8 @@ MAX_PIECE_CHARS = 50  # the learner ignores longer words (their characters still
 MAX_LEARNER_WORDS = 10_000
 MAX_ALPHABET = 1000  # characters beyond the most frequent ones become <unk>
 # Refinement passes per threshold tried. The learner's default is 4; on prose 2 give
-# nearly the same pieces per word in half the time, and the learner is the one step of
-# the job that runs on a single worker (BENCHMARKS.md, wordpiece).
+# nearly the same pieces per word in less time, and the learner is the one step of the
+# job that runs on a single worker (BENCHMARKS.md, wordpiece).
 LEARNER_ITERATIONS = 2
 MODEL_SUFFIX = ".fast_wordpiece_model"  # transform_fn/assets/tokens.fast_wordpiece_model
 DEFAULT_MAX_VOCAB = 32_000  # without --max_vocab (pieces, <pad> and <unk>)

@@ -55,8 +55,7 @@ from pipeline import counts
 TARGET_SHARD_BYTES = 128 << 20  # automatic shard count: shards of roughly 100-200 MB
 LARGE_SHARD_BYTES = 2 << 30  # a requested shard count that makes larger shards is warned about
 # The automatic count is decided before anything is encoded, from the records read: a
-# SequenceExample takes about twice the bytes of its record in Arrow (1.8x for plain text
-# with the 100 MB benchmark corpus, where each token id costs 5-8 bytes).
+# SequenceExample takes about twice the bytes of its record in Arrow (BENCHMARKS.md).
 SHARD_BYTES_PER_INPUT_BYTE = 2
 TEMP_DIR = ".tmp"  # under OUTPUT_DIR; removed when the job finishes
 RUNS_DIR = "runs"  # under TEMP_DIR
@@ -148,7 +147,7 @@ def _write_records(path: str, records: np.ndarray, options) -> None:
 
 # A run is a part of a shard's records that only this pipeline reads back (a temporary
 # file, or one value in the runner's shuffle), so it is laid out to be written and read
-# with whole-array operations (about 5x faster than TFRecord files through tf.data):
+# with whole-array operations (faster than TFRecord files through tf.data, BENCHMARKS.md):
 # magic, record count n and CRC-32 of the rest (little-endian uint32, uint64, uint32),
 # then n uint64 record lengths, then the records end to end. The records b"ab" and b"c":
 #   52 55 4e 31 | 02 00 00 00 00 00 00 00 | CRC-32 | 02 00.. (8 bytes) 01 00.. (8 bytes) | 61 62 63

@@ -86,7 +86,7 @@ def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None
   Args:
     serialized: [n] records.
     task: which features to parse (contract.feature_spec).
-    native: parse with the op of trainer/ops (less than half the CPU); None: with it if it
+    native: parse with the op of trainer/ops (less CPU, BENCHMARKS.md); None: with it if it
       can be built and loaded, else with tf.io.parse_sequence_example. Same result.
   """
   context_spec, sequence_spec = contract.parsing_spec(task)

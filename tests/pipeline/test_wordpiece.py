@@ -231,7 +231,7 @@ def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
 def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
   from pipeline import inspect  # pylint: disable=g-import-not-at-top
   output_dir = wordpiece_tag_runs[0]
-  lines = inspect.example_lines(output_dir, read_metadata(output_dir), "train", 30)
+  lines = inspect.example_lines(output_dir, contract.load_metadata(output_dir), "train", 30)
   assert "pieces joined into words" in lines[0]
   pieces = set(contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))[contract.NUM_RESERVED:])
   shown = lambda word: word if oracle_pieces(word, pieces) else contract.UNK_TOKEN  # pylint: disable=unnecessary-lambda-assignment
