@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import contract
 from pipeline import wordpiece
-from tests.conftest import preprocess, read_metadata, read_records, run_cli, write_conll
+from tests.conftest import built_once, preprocess, read_metadata, read_records, run_cli, write_conll
 
 
 def oracle_pieces(word, pieces):
@@ -131,18 +131,20 @@ SENTENCES = [
 ] * 6 + [[("Zyzzyva", "PROPN"), ("helpers", "NOUN")]]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def wordpiece_tag_runs(tmp_path_factory):
-  base = tmp_path_factory.mktemp("wordpiece")
-  corpus = base / "tagged.conll"
-  write_conll(corpus, SENTENCES)
-  dirs = [base / "first", base / "second"]
-  options = ("--tokenizer", "wordpiece", "--max_vocab", "40", "--eval_fraction", "0.2")
-  preprocess(corpus, dirs[0], "conll", "tag", *options)
-  # The second run in a process of its own: another hash seed, another order of sets and dicts.
-  run_cli("pipeline.preprocess", "--input", corpus, "--output_dir", dirs[1], "--format", "conll", "--task", "tag",
-          *options)
-  return [str(d) for d in dirs]
+  """Two runs of the CLI on SENTENCES, built once per test run for every xdist worker."""
+  def build(base):
+    base.mkdir(parents=True)
+    corpus = base / "tagged.conll"
+    write_conll(corpus, SENTENCES)
+    options = ("--tokenizer", "wordpiece", "--max_vocab", "40", "--eval_fraction", "0.2")
+    preprocess(corpus, base / "first", "conll", "tag", *options)
+    # The second run in a process of its own: another hash seed, another order of sets and dicts.
+    run_cli("pipeline.preprocess", "--input", corpus, "--output_dir", base / "second", "--format", "conll",
+            "--task", "tag", *options)
+  base = built_once(tmp_path_factory, "wordpiece_tag_runs", build)
+  return [str(base / "first"), str(base / "second")]
 
 
 def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_runs):

@@ -134,16 +134,17 @@ def test_resume_keeps_the_best_and_early_stopping_exports_it(demo_tagger, demo_t
   shutil.copytree(demo_tagger[0], model_dir)
   best_path = model_dir / "checkpoints" / "best" / "best.json"
   state = json.loads(best_path.read_text())
-  # A best that no later step can beat: a resumed run that forgot it would replace it.
+  # A best that no later step can beat: a resumed run that forgot it would replace it; and
+  # one evaluation without improvement already counted, which a resumed run must keep.
   state["best"]["eval_accuracy"] = 2.0
-  state["evals_without_improvement"] = 0
+  state["evals_without_improvement"] = 1
   best_path.write_text(json.dumps(state))
   process = call_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", model_dir, "--embedding_dim", "16",
-                    "--hidden", "24", "--cpu_replicas", "2", "--train_steps", "200", "--eval_every", "25",
-                    "--checkpoint_every", "25", "--bidirectional", "--warmup_steps", "20", "--early_stopping", "2")
+                     "--hidden", "24", "--cpu_replicas", "2", "--train_steps", "200", "--eval_every", "25",
+                     "--checkpoint_every", "25", "--bidirectional", "--warmup_steps", "20", "--early_stopping", "2")
   assert "Resumed from" in process.stderr and "(early stopping)" in process.stdout
   metrics = metrics_json(model_dir)
-  assert metrics["global_step"] == 150  # evals at 125 and 150 did not improve
+  assert metrics["global_step"] == 125  # the eval at 125 did not improve either: 2 in a row
   assert metrics["best_step"] == state["best_step"] and metrics["best"]["eval_accuracy"] == 2.0
   assert json.loads(best_path.read_text())["evals_without_improvement"] == 2
   assert f"exported step {state['best_step']} (best)" in process.stdout

@@ -9,16 +9,16 @@ import pytest
 import tensorflow as tf
 
 import contract
-from tests.conftest import call_cli, read_records, run_cli
+from tests.conftest import call_cli, read_records
 from trainer.config import TrainerConfig
 from trainer.model import build_model
 
 SMALL = ("--embedding_dim", "16", "--hidden", "24", "--tokens_per_batch", "1024", "--log_every", "10")
 
 
-def train(data_dir, model_dir, *args, check=True, cli=call_cli):
-  """trainer.task with the small model, in this process (or `cli=run_cli`: in a new one)."""
-  return cli("trainer.task", "--data_dir", data_dir, "--model_dir", model_dir, *SMALL, *args, check=check)
+def train(data_dir, model_dir, *args, check=True):
+  """trainer.task with the small model, in this process (`call_cli`)."""
+  return call_cli("trainer.task", "--data_dir", data_dir, "--model_dir", model_dir, *SMALL, *args, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,7 @@ def test_sigkilled_run_resumes_to_exactly_the_weights_of_an_uninterrupted_run(de
   from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
   straight, killed = tmp_path / "straight", tmp_path / "killed"
   common = ("--cpu_replicas", "2", "--eval_every", "1000", "--checkpoint_every", "10", "--dropout", "0.1")
-  # Every run in a fresh process, as the killed one is: the weights are compared bit for bit.
-  train(demo_tag_data, straight, *common, "--train_steps", "20", cli=run_cli)
+  train(demo_tag_data, straight, *common, "--train_steps", "20")
   # A long run, killed without warning as soon as its step-10 checkpoint is complete.
   process = subprocess.Popen(
       [sys.executable, "-m", "trainer.task", "--data_dir", demo_tag_data, "--model_dir", str(killed), *SMALL,
@@ -97,7 +96,7 @@ def test_sigkilled_run_resumes_to_exactly_the_weights_of_an_uninterrupted_run(de
   marker = killed / "checkpoints" / "checkpoint"  # written after the checkpoint's files
   kill_when(process, lambda: marker.exists() and "ckpt-10" in marker.read_text())
   assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("-10")
-  resumed = train(demo_tag_data, killed, *common, "--train_steps", "20", cli=run_cli)
+  resumed = train(demo_tag_data, killed, *common, "--train_steps", "20")
   assert "at step 10" in resumed.stderr
   with open(killed / "metrics.json") as f:
     assert json.load(f)["global_step"] == 20
