@@ -24,6 +24,7 @@ from typing import Iterator, List, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam.transforms.window import GlobalWindows
 
 import records
 from pipeline import arrow
@@ -48,11 +49,12 @@ def check_text_line(raw: bytes, task: str) -> bytes:
 
 
 class _Batcher:
-  """Collects good records of one file into RecordBatches; counts everything else.
+  """Collects good records into RecordBatches; counts everything else.
 
   Records are `Record`s for `to_record_batch`, or for text the lines' bytes for
-  `text_record_batch`. Batches hold BATCH_SIZE records, the last one of a range fewer.
-  With `report` False (a second read of the same files), nothing is counted.
+  `text_record_batch`. Batches hold BATCH_SIZE records, the last one of a bundle fewer.
+  `path` is the file being read, for dead letters. With `report` False (a second read of
+  the same files), nothing is counted.
   """
 
   def __init__(self, task: str, path: str, text_lines: bool = False, report: bool = True):
@@ -129,8 +131,42 @@ def _check_read_to(file_range: FileRange, position: int) -> None:
                             f"{position} when read; it changed while the job ran")
 
 
-class ReadLinesDoFn(beam.DoFn):
-  """Reads one byte range of a text or JSON-lines file."""
+def _windowed(output):
+  """An output of finish_bundle, which Beam takes only as a WindowedValue (batch input: the
+  global window)."""
+  if isinstance(output, beam.pvalue.TaggedOutput):
+    return beam.pvalue.TaggedOutput(output.tag, GlobalWindows.windowed_value(output.value))
+  return GlobalWindows.windowed_value(output)
+
+
+class _BundleBatchingDoFn(beam.DoFn):
+  """A reader whose batches and counts span the ranges of a bundle.
+
+  Many small files then make full batches, not one small batch each: every batch costs a
+  TensorFlow graph run and more in each stage after this one. The last, partial batch
+  and the counts are emitted when the bundle finishes.
+  """
+
+  text_lines = False
+
+  def start_bundle(self):
+    self._batcher = None
+
+  def batcher(self, path: str) -> _Batcher:
+    if self._batcher is None:
+      self._batcher = _Batcher(self.task, path, text_lines=self.text_lines, report=self.report)
+    self._batcher.path = path
+    return self._batcher
+
+  def finish_bundle(self):
+    if self._batcher is not None:
+      batcher, self._batcher = self._batcher, None
+      for output in batcher.finish():
+        yield _windowed(output)
+
+
+class ReadLinesDoFn(_BundleBatchingDoFn):
+  """Reads byte ranges of text or JSON-lines files."""
 
   def __init__(self, file_format: str, task: str, max_record_bytes: int, report: bool = True,
                encoding: str = lines.UTF8):
@@ -139,20 +175,19 @@ class ReadLinesDoFn(beam.DoFn):
     self.max_record_bytes = max_record_bytes
     self.report = report
     self.encoding = encoding
+    self.text_lines = file_format == "text"
 
   def process(self, file_range: FileRange):
     f, start = _open_range(file_range, self.encoding)
+    batcher = self.batcher(file_range.path)
     with f:
       if self.file_format == "text":
-        batcher = _Batcher(self.task, file_range.path, text_lines=True, report=self.report)
         yield from self._read_text(f, file_range, start, batcher)
       else:
-        batcher = _Batcher(self.task, file_range.path, report=self.report)
         for line in lines.read_lines(f, start, file_range.end, self.max_record_bytes):
           yield from batcher.add_line(records.parse_json_line, line, 0, self.task)
         if file_range.end >= 0:  # read_lines stops at `end`, or at the end of the file
           _check_read_to(file_range, f.tell())
-    yield from batcher.finish()
 
   def _read_text(self, f, file_range: FileRange, start: int, batcher: _Batcher):
     """Reads the range, from `start` where `f` is, in blocks of whole physical lines (each
@@ -203,8 +238,8 @@ class ReadLinesDoFn(beam.DoFn):
       yield from batcher.add_line(check_text_line, line, offset, self.task)
 
 
-class ReadConllDoFn(beam.DoFn):
-  """Reads one CoNLL file: blocks of rows separated by blank lines, one record each.
+class ReadConllDoFn(_BundleBatchingDoFn):
+  """Reads CoNLL files: blocks of rows separated by blank lines, one record each.
 
   The file is read twice, a block at a time: once to see whether it has a tab, then for
   its records; memory holds one block and one record, not the file.
@@ -225,7 +260,7 @@ class ReadConllDoFn(beam.DoFn):
       yield from self._read(file_range.path, lines.read_lines(f, start, -1, self.max_record_bytes), use_tabs)
 
   def _read(self, path: str, file_lines: Iterator[lines.Line], use_tabs: bool):
-    batcher = _Batcher(self.task, path, report=self.report)
+    batcher = self.batcher(path)
     block: List[bytes] = []
     block_offset = 0
     block_bytes = 0  # of the record so far; past the limit, lines are counted, not kept
@@ -252,7 +287,6 @@ class ReadConllDoFn(beam.DoFn):
         block.append(line.data)
     if block:
       yield from end_block()
-    yield from batcher.finish()
 
   def _parse_block(self, raw: bytes, use_tabs: bool) -> records.Record:
     return records.parse_conll_block(records.decode(raw).split("\n"), use_tabs, self.task)

@@ -472,6 +472,7 @@ def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record
   """Runs the reader's DoFn on one file: (good records, dead-letter reasons, records read)."""
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from pipeline import arrow, counts, read  # pylint: disable=g-import-not-at-top
+  from tests.pipeline.beam_testing import run_bundle  # pylint: disable=g-import-not-at-top
   path = tmp_path / f"input.{file_format}"
   path.write_bytes(data)
   if file_format == "conll":
@@ -479,7 +480,7 @@ def read_directly(tmp_path, data: bytes, file_format: str, task: str, max_record
   else:
     do_fn = read.ReadLinesDoFn(file_format, task, max_record_bytes, encoding=encoding)
   good, dead, totals = [], [], collections.Counter()
-  for output in do_fn.process(read.FileRange(str(path), 0, -1)):
+  for output in run_bundle(do_fn, [read.FileRange(str(path), 0, -1)]):
     if isinstance(output, beam.pvalue.TaggedOutput):
       if output.tag == counts.DEAD_LETTER:
         dead.append(output.value["reason"])

@@ -15,6 +15,7 @@ import pytest
 
 import contract
 from tests.conftest import ROOT, call_cli, read_metadata
+from tests.pipeline.beam_testing import run_bundle
 from tests.pipeline.test_bad_input_mix import Good, decode_records, read_dead_letters, read_directly
 
 
@@ -190,6 +191,6 @@ def test_a_range_past_the_end_of_a_shrunk_file_is_an_error_not_a_short_count(tmp
   for file_format in ("text", "jsonl"):
     for file_range in ranges:
       with pytest.raises(lines.InputChangedError, match=str(path)):
-        list(read.ReadLinesDoFn(file_format, "lm", 1000).process(file_range))
+        list(run_bundle(read.ReadLinesDoFn(file_format, "lm", 1000), [file_range]))
   with pytest.raises(lines.InputChangedError, match=str(path)):
-    list(read.ReadConllDoFn("tag", 1000).process(lines.FileRange(str(path), 0, -1, listed)))
+    list(run_bundle(read.ReadConllDoFn("tag", 1000), [lines.FileRange(str(path), 0, -1, listed)]))

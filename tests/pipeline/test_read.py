@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 import records
 from pipeline import arrow, counts, read, split
 from pipeline import lines as lines_lib
-from tests.pipeline.beam_testing import test_pipeline
+from tests.pipeline.beam_testing import run_bundle, test_pipeline
 
 
 def rows(batch: pa.RecordBatch):
@@ -124,7 +124,7 @@ def read_text_with_do_fn(ranges, max_record_bytes):
   texts, keys, dead, totals = [], [], [], collections.Counter()
   for file_range in ranges:
     batch_sizes = []
-    for output in read.ReadLinesDoFn("text", "lm", max_record_bytes).process(file_range):
+    for output in run_bundle(read.ReadLinesDoFn("text", "lm", max_record_bytes), [file_range]):
       if isinstance(output, beam.pvalue.TaggedOutput):
         if output.tag == counts.DEAD_LETTER:
           dead.append(output.value)
@@ -317,3 +317,31 @@ def test_conll_blank_lines_are_what_str_strip_finds_blank():
     if char.isspace():
       assert records.is_blank(f" {char}\t".encode("utf-8")), hex(ord(char))
   assert not records.is_blank(b"token\tLABEL") and not records.is_blank(b"\x1bx")
+
+
+@pytest.mark.parametrize("file_format", ["text", "jsonl", "conll"])
+def test_small_files_of_one_bundle_share_batches_and_dead_letters_name_their_file(tmp_path, file_format):
+  make = {"text": lambda i: f"file {i} line\n\n".encode(),
+          "jsonl": lambda i: b'{"text": "file %d line"}\n{oops\n' % i,
+          "conll": lambda i: b"file\tA\n%d\tB\n\n" % i}[file_format]
+  paths = []
+  for i in range(5):
+    paths.append(str(tmp_path / f"part-{i}.{file_format}"))
+    with open(paths[-1], "wb") as f:
+      f.write(make(i))
+  task = "tag" if file_format == "conll" else "lm"
+  do_fn = (read.ReadConllDoFn(task, 1000) if file_format == "conll"
+           else read.ReadLinesDoFn(file_format, task, 1000))
+  outputs = list(run_bundle(do_fn, [lines_lib.FileRange(path, 0, -1) for path in paths]))
+  batches = [o for o in outputs if not isinstance(o, beam.pvalue.TaggedOutput)]
+  assert [batch.num_rows for batch in batches] == [5]  # one batch for the bundle, not one per file
+  totals = collections.Counter()
+  for output in outputs:
+    if isinstance(output, beam.pvalue.TaggedOutput) and output.tag == counts.COUNTS:
+      totals[output.value[0]] += output.value[1]
+  dead = [o.value for o in outputs if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.DEAD_LETTER]
+  assert totals[counts.READ] == {"text": 10, "jsonl": 10, "conll": 5}[file_format]
+  if file_format == "jsonl":
+    assert sorted(d["file"] for d in dead) == paths and {d["reason"] for d in dead} == {"bad_json"}
+  else:
+    assert not dead
