@@ -9,8 +9,8 @@ A `TokenCounts` holds n distinct tokens as four numpy arrays: their 64-bit finge
                                     data         b"acat" (as uint8)
 
 about 24 bytes per token plus its bytes, where a `collections.Counter` entry costs several
-times that (BENCHMARKS.md, counting state). Counts are merged by concatenation, a sort on the fingerprint and a
-sum over each run of equal fingerprints. Two different tokens may share a fingerprint;
+times that (BENCHMARKS.md, counting state). Counts are merged by concatenation, a sort on
+the fingerprint and a sum over each run of equal fingerprints. Two different tokens may share a fingerprint;
 they are never merged: where fingerprints are equal the bytes are compared, and tokens
 that differ stay apart, ordered by their bytes.
 
