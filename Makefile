@@ -32,9 +32,10 @@ demo: setup
 	@echo "Metrics:                                            $(DEMO_OUT)/model/metrics.json"
 	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir $(DEMO_OUT)/model/logs"
 
-# The whole suite (CI runs this): there is no faster subset to forget to run.
+# The whole suite (CI runs this): there is no faster subset to forget to run. One pytest-xdist
+# worker more than cores: tests also wait (on a killed run, a worker pool, a shared fixture).
 test: setup
-	$(PY) -m pytest -q -n auto tests
+	$(PY) -m pytest -q -n $$($(PY) -c 'import os; print((os.cpu_count() or 1) + 1)') tests
 
 bench: setup
 	$(PY) -m benchmarks.run_all

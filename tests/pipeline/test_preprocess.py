@@ -177,18 +177,24 @@ def comparable_metadata(output_dir):
 
 
 def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
+  """With --tokenizer wordpiece, whose learner runs in the workers too. (The word
+  tokenizer's output across processes: test_scale's worker-pool test.)"""
   corpus = tmp_path / "corpus.conll"
   write_conll(corpus, TAGGED * 40)
   first, second = tmp_path / "first", tmp_path / "second"
-  preprocess(corpus, first, "conll", "tag", "--num_shards", "3")
+  wordpiece = ("--tokenizer", "wordpiece", "--max_vocab", "60")
+  preprocess(corpus, first, "conll", "tag", "--num_shards", "3", *wordpiece)
   # A stale run with more shards, replaced with --overwrite by a 2-worker run.
-  preprocess(corpus, second, "conll", "tag", "--num_shards", "5")
-  preprocess(corpus, second, "conll", "tag", "--num_shards", "3", "--overwrite",
+  preprocess(corpus, second, "conll", "tag", "--num_shards", "5", *wordpiece)
+  preprocess(corpus, second, "conll", "tag", "--num_shards", "3", "--overwrite", *wordpiece,
              "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
   assert shard_bytes(first) == shard_bytes(second)
   assert len(shard_bytes(first)) == 4  # 3 train + 1 eval, no stale shard
   assert comparable_metadata(first) == comparable_metadata(second)
-  assert (first / "vocab.txt").read_bytes() == (second / "vocab.txt").read_bytes()
+  assert comparable_metadata(first)["tokenizer"]["type"] == "wordpiece"
+  for name in ["vocab.txt"] + [os.path.join(contract.TRANSFORM_FN_DIR, "assets", n)
+                               for n in sorted(os.listdir(first / contract.TRANSFORM_FN_DIR / "assets"))]:
+    assert (first / name).read_bytes() == (second / name).read_bytes(), name
   assert not os.path.exists(second / ".tmp")
   # Order inside a shard is a hash shuffle, not input order, and every example is there.
   records = read_records(first, "train") + read_records(first, "eval")

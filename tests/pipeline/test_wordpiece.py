@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import contract
 from pipeline import wordpiece
-from tests.conftest import built_once, preprocess, read_metadata, read_records, run_cli, write_conll
+from tests.conftest import built_once, preprocess, read_metadata, read_records, write_conll
 
 
 def oracle_pieces(word, pieces):
@@ -132,23 +132,23 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="session")
-def wordpiece_tag_runs(tmp_path_factory):
-  """Two runs of the CLI on SENTENCES, built once per test run for every xdist worker."""
+def wordpiece_tag_run(tmp_path_factory):
+  """The CLI's output on SENTENCES, built once per test run for every xdist worker.
+
+  That the same run in other processes writes the same bytes (the learner runs in the
+  workers) is test_preprocess's determinism test, which uses --tokenizer wordpiece.
+  """
   def build(base):
     base.mkdir(parents=True)
     corpus = base / "tagged.conll"
     write_conll(corpus, SENTENCES)
-    options = ("--tokenizer", "wordpiece", "--max_vocab", "40", "--eval_fraction", "0.2")
-    preprocess(corpus, base / "first", "conll", "tag", *options)
-    # The second run in a process of its own: another hash seed, another order of sets and dicts.
-    run_cli("pipeline.preprocess", "--input", corpus, "--output_dir", base / "second", "--format", "conll",
-            "--task", "tag", *options)
-  base = built_once(tmp_path_factory, "wordpiece_tag_runs", build)
-  return [str(base / "first"), str(base / "second")]
+    preprocess(corpus, base / "out", "conll", "tag", "--tokenizer", "wordpiece", "--max_vocab", "40",
+               "--eval_fraction", "0.2")
+  return str(built_once(tmp_path_factory, "wordpiece_tag_run", build) / "out")
 
 
-def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_runs):
-  output_dir = wordpiece_tag_runs[0]
+def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
+  output_dir = wordpiece_tag_run
   vocab = contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))
   labels = contract.read_vocab(os.path.join(output_dir, contract.LABELS_FILE))
   assert vocab[:contract.NUM_RESERVED] == list(contract.RESERVED_TOKENS)
@@ -183,16 +183,6 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_runs):
   assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.SPLITS)
 
 
-def test_cli_is_deterministic(wordpiece_tag_runs):
-  first, second = wordpiece_tag_runs
-  names = sorted(n for n in os.listdir(first) if n.endswith(".tfrecord") or n.endswith(".txt"))
-  names += [os.path.join(contract.TRANSFORM_FN_DIR, "assets", n)
-            for n in sorted(os.listdir(os.path.join(first, contract.TRANSFORM_FN_DIR, "assets")))]
-  for name in names:
-    with open(os.path.join(first, name), "rb") as a, open(os.path.join(second, name), "rb") as b:
-      assert a.read() == b.read(), name
-
-
 def serve(output_dir, texts, given=None):
   transform = contract.load_saved_model(os.path.join(output_dir, contract.TRANSFORM_FN_DIR))
   given = given or [[] for _ in texts]
@@ -202,8 +192,8 @@ def serve(output_dir, texts, given=None):
   return transform.transform_fn(features)
 
 
-def test_serving_transform_fn_tokenizes_like_the_shards(wordpiece_tag_runs):
-  output_dir = wordpiece_tag_runs[0]
+def test_serving_transform_fn_tokenizes_like_the_shards(wordpiece_tag_run):
+  output_dir = wordpiece_tag_run
   records = read_records(output_dir, "train")
   vocab = contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))
   pieces = vocab[contract.NUM_RESERVED:]
@@ -230,9 +220,9 @@ def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
   assert served[contract.TOKENS].to_list() == [[contract.UNK_ID] * 3, []]
 
 
-def test_inspect_joins_pieces_back_into_words(wordpiece_tag_runs):
+def test_inspect_joins_pieces_back_into_words(wordpiece_tag_run):
   from pipeline import inspect  # pylint: disable=g-import-not-at-top
-  output_dir = wordpiece_tag_runs[0]
+  output_dir = wordpiece_tag_run
   lines = inspect.example_lines(output_dir, contract.load_metadata(output_dir), "train", 30)
   assert "pieces joined into words" in lines[0]
   pieces = set(contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))[contract.NUM_RESERVED:])
