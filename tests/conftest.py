@@ -20,8 +20,8 @@ TEST_CPU_DEVICES = 2
 tf.config.set_logical_device_configuration(
     tf.config.list_physical_devices("CPU")[0],
     [tf.config.LogicalDeviceConfiguration() for _ in range(TEST_CPU_DEVICES)])
-# pytest-xdist runs a test process per core: one thread each for TensorFlow's own ops keeps
-# them from spinning against each other (the tests' tensors are tiny).
+# `make test` runs a pytest-xdist process per core and one more: one thread each for
+# TensorFlow's own ops keeps them from spinning against each other (the tensors are tiny).
 tf.config.threading.set_inter_op_parallelism_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 
