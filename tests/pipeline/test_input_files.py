@@ -43,9 +43,8 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
                        "--max_error_fraction", "0.5", check=False)
   latin1_run = call_cli("pipeline.preprocess", "--input", latin1, "--output_dir", latin1_out, "--format", "text",
                         "--task", "lm", check=False)
-  utf16_err, latin1_err = utf16_run.stderr, latin1_run.stderr
 
-  assert utf16_run.returncode == 0, utf16_err[-4000:]
+  assert utf16_run.returncode == 0, utf16_run.stderr[-4000:]
   metadata = read_metadata(utf16_out)
   assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {"empty": 1},
                                 "dead_letter": {"undecodable": 1}, "truncated": 0}
@@ -57,7 +56,7 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   # Read as UTF-8, two of three Latin-1 lines do not decode: over the budget, and the one
   # error line says what to try.
   assert latin1_run.returncode == 2
-  last = latin1_err.strip().splitlines()[-1]
+  last = latin1_run.stderr.strip().splitlines()[-1]
   assert last.startswith("error: 2 of 3 records are dead letters") and "--encoding" in last, last
   assert not (latin1_out / contract.COMPLETED_FILE).exists()
 
