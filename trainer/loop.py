@@ -118,6 +118,7 @@ class Trainer:
     self.train_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "train")
     self.eval_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "eval")
     self.native_parser = ops.available()  # decided once: the same parser for every dataset of the run
+    self._eval_datasets = {}  # split → its distributed eval dataset
     self._stop_requested = False
     self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
@@ -235,8 +236,10 @@ class Trainer:
   def evaluate(self, split: str = "eval") -> Dict[str, float]:
     """metrics.json's eval metrics of the current weights on a split of DATA_DIR."""
     totals = dict.fromkeys(metrics_lib.SUM_KEYS, 0.0)
-    paths = self.eval_paths if split == "eval" else self.train_paths
-    for batch in self.distributed_dataset(training=False, paths=paths):
+    if split not in self._eval_datasets:  # built (and its functions traced) once, iterated at each evaluation
+      paths = self.eval_paths if split == "eval" else self.train_paths
+      self._eval_datasets[split] = self.distributed_dataset(training=False, paths=paths)
+    for batch in self._eval_datasets[split]:
       for k, v in self._eval_step(batch).items():
         totals[k] += float(v)
     return metrics_lib.eval_metrics(totals, self.task, self.metadata.splits.get(split, {}).get("characters"))
