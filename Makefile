@@ -34,8 +34,9 @@ demo: setup
 
 # The whole suite (CI runs this): there is no faster subset to forget to run. One pytest-xdist
 # worker more than cores: tests also wait (on a killed run, a worker pool, a shared fixture).
+# Tests go out one at a time to whichever worker is free, the long ones first (tests/conftest.py).
 test: setup
-	$(PY) -m pytest -q -n $$($(PY) -c 'import os; print((os.cpu_count() or 1) + 1)') tests
+	$(PY) -m pytest -q -n $$($(PY) -c 'import os; print((os.cpu_count() or 1) + 1)') --maxschedchunk 1 tests
 
 bench: setup
 	$(PY) -m benchmarks.run_all

@@ -4,6 +4,8 @@ The CPU is split into 2 logical devices before TensorFlow initialises, so traine
 can build MirroredStrategy with 1 or 2 replicas in this process.
 """
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -26,6 +28,20 @@ tf.config.threading.set_inter_op_parallelism_threads(1)
 tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
+def pytest_configure(config):
+  config.addinivalue_line("markers", "long: a test that takes a minute or more, most of it in processes "
+                                     "of its own; it runs before the others")
+
+
+def pytest_collection_modifyitems(items):
+  """The `long` tests first, those that also wait for the demo tagger's training first of all.
+
+  pytest-xdist deals tests out to its workers in this order, so the longest chains start at
+  once, each on a worker of its own, rather than last, and the others fill in around them.
+  """
+  items.sort(key=lambda item: (item.get_closest_marker("long") is None, "demo_tagger" not in item.fixturenames))
+
+
 def run_cli(module, *args, check=True, env=None):
   """Runs `python -m module args` from the repo root; returns the CompletedProcess.
 
@@ -44,20 +60,18 @@ def run_cli(module, *args, check=True, env=None):
 _CLI_LOGGERS = ("tensorflow", "absl", "apache_beam", "matplotlib")
 
 
-def call_cli(module, *args, check=True):
+def call_cli(module, *args, check=True, stdin=None):
   """Runs a CLI's `run(argv)` in this process: a CompletedProcess as `run_cli` returns it.
 
   The same code as `python -m module args` from argument parsing to exit status, without a
   new interpreter importing TensorFlow and Beam again: stdout, stderr and the log lines
-  (at INFO, as the CLIs log) are captured, SystemExit becomes the return code, and the
-  environment, logging, SIGTERM handler and garbage collector are restored afterwards.
-  What only a process shows (start-up output, imports, signals, resource limits) needs
-  `run_cli`.
+  (at INFO, as the CLIs log) are captured, `stdin` (text) is what the CLI reads from
+  stdin, SystemExit becomes the return code, and the environment, logging, SIGTERM handler
+  and garbage collector are restored afterwards. What only a process shows (start-up
+  output, imports, signals) needs `run_cli` or tests/cli_testing.py.
   """
-  import contextlib  # pylint: disable=g-import-not-at-top
   import gc  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
-  import io  # pylint: disable=g-import-not-at-top
   import logging  # pylint: disable=g-import-not-at-top
   import signal  # pylint: disable=g-import-not-at-top
   argv = [str(arg) for arg in args]
@@ -73,7 +87,7 @@ def call_cli(module, *args, check=True):
   for name in _CLI_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   try:
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _stdin_from(stdin):
       try:
         code = cli.run(argv)
       except SystemExit as exit_:
@@ -91,6 +105,15 @@ def call_cli(module, *args, check=True):
   if check and process.returncode != 0:
     raise AssertionError(f"{module} exited {process.returncode}:\n{process.stderr[-4000:]}")
   return process
+
+
+@contextlib.contextmanager
+def _stdin_from(text):
+  saved, sys.stdin = sys.stdin, io.StringIO(text or "")
+  try:
+    yield
+  finally:
+    sys.stdin = saved
 
 
 def kill_when(process, condition):
@@ -181,19 +204,23 @@ def demo_tag_data(tmp_path_factory):
   return str(built_once(tmp_path_factory, "demo_tag_data", build))
 
 
+# The session's demo tagger: 2 replicas, 100 steps, evaluated and checkpointed every 25
+# (the last 3 checkpoints kept: 50, 75, 100), dropout on (so its RNG states matter to a resume).
+DEMO_TAGGER_FLAGS = ("--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
+                     "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
+                     "--warmup_steps", "20", "--dropout", "0.1")
+
+
 @pytest.fixture(scope="session")
 def demo_tagger(demo_tag_data, tmp_path_factory):
-  """A small bidirectional tagger trained once per run on the demo data: (model_dir, process).
-
-  2 replicas, 100 steps, evaluated (and checkpointed) every 25, exporting the best step.
-  Tests must not change it: copy it to resume or retrain.
+  """A small bidirectional tagger trained once per run on the demo data (DEMO_TAGGER_FLAGS),
+  exporting the best step: (model_dir, process). Tests must not change it: copy it to
+  resume or retrain.
   """
   def build(path):
     path.mkdir(parents=True)
     process = call_cli("trainer.task", "--data_dir", demo_tag_data, "--model_dir", path / "model",
-                       "--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
-                       "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
-                       "--warmup_steps", "20")
+                       *DEMO_TAGGER_FLAGS)
     (path / "process.json").write_text(json.dumps([process.args, process.stdout, process.stderr]))
   path = built_once(tmp_path_factory, "demo_tagger", build)
   args, stdout, stderr = json.loads((path / "process.json").read_text())

@@ -242,6 +242,9 @@ def jsonl_tag_corpus(directory):
   mixed.record(*tagged(["Alice", "sees", "the", "dog", "!"], ["PROPN", "VERB", "DET", "NOUN", "PUNCT"]))
   mixed.record(*tagged(["Bob", "sleeps"], ["PROPN", "VERB"], id=3, text="other fields are ignored"))
   mixed.record(*tagged(["café", "東京", "😀"], ["NOUN", "PROPN", "SYM"]))
+  # Tokens of several code points: a combining mark, a flag, a ZWJ sequence, right-to-left scripts.
+  mixed.record(*tagged(["e\u0301", "🇳🇴", "👩\u200d💻", "مرحبا", "שָׁלוֹם"], ["X", "SYM", "SYM", "INTJ", "INTJ"]))
+  mixed.record('{"tokens": ["\u00a0x"], "labels": ["X"]}'.encode("utf-8"), Dead("bad_token"))  # a no-break space
 
   zero = CorpusFile(directory, "zero_bytes.jsonl")
 

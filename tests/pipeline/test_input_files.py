@@ -53,12 +53,15 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   (row,) = read_dead_letters(utf16_out)
   assert row["reason"] == "undecodable" and row["file"] == str(tmp_path / "utf16" / "tagged.jsonl")
 
-  # Read as UTF-8, two of three Latin-1 lines do not decode: over the budget, and the one
-  # error line says what to try.
+  # Read as UTF-8, two of three Latin-1 lines do not decode: over the error budget
+  # (--max_error_fraction), exit 2 without COMPLETED, and the one error line says what to try.
   assert latin1_run.returncode == 2
   last = latin1_run.stderr.strip().splitlines()[-1]
   assert last.startswith("error: 2 of 3 records are dead letters") and "--encoding" in last, last
   assert not (latin1_out / contract.COMPLETED_FILE).exists()
+  assert read_metadata(latin1_out)["counts"]["dead_letter"] == {"undecodable": 2}  # written, for a look
+  with pytest.raises(contract.DataDirError, match="COMPLETED"):
+    contract.read_metadata(str(latin1_out))
 
 
 def test_latin1_read_with_encoding_in_process(tmp_path):
@@ -150,27 +153,29 @@ def test_usage_errors_name_the_path_in_one_line(tmp_path, read_only_dir):
 
 
 def test_a_file_that_shrinks_under_the_job_is_an_error_naming_it(tmp_path):
+  import logging  # pylint: disable=g-import-not-at-top
   corpus = tmp_path / "shrinks.txt"
   corpus.write_text("".join(f"line number {i}\n" for i in range(5000)), encoding="utf-8")
-  log = tmp_path / "stderr.log"
   out = tmp_path / "out"
-  with open(log, "w", encoding="utf-8") as stderr:
-    process = launch("--input", corpus, "--output_dir", out, "--format", "text", "--task", "lm",
-                     stdout=subprocess.DEVNULL, stderr=stderr)
-    # Listed (the driver logs it), then cut to half before the job reads it: building the
-    # pipeline comes in between.
-    while "Reading 1 files" not in log.read_text(encoding="utf-8"):
-      try:
-        process.wait(timeout=0.01)  # waits on the process, not a sleep
-        break
-      except subprocess.TimeoutExpired:
-        pass
-    os.truncate(corpus, corpus.stat().st_size // 2)
-    process.wait(timeout=900)
-  lines = log.read_text(encoding="utf-8").strip().splitlines()
+
+  class ShrinkOnceListed(logging.Handler):
+    """Cuts the file to half when the CLI logs that it has listed it, before it builds the job."""
+    def emit(self, record):
+      if record.getMessage().startswith("Reading 1 files"):
+        os.truncate(corpus, corpus.stat().st_size // 2)
+
+  shrink = ShrinkOnceListed()
+  logging.getLogger().addHandler(shrink)
+  try:
+    process = call_cli("pipeline.preprocess", "--input", corpus, "--output_dir", out, "--format", "text", "--task",
+                       "lm", check=False)
+  finally:
+    logging.getLogger().removeHandler(shrink)
+  lines = process.stderr.strip().splitlines()
+  assert corpus.stat().st_size < 5000 * len("line number 0\n")  # it was cut
   assert process.returncode == 1, lines[-20:]
   assert lines[-1].startswith("error: the job failed:") and str(corpus) in lines[-1], lines[-1]
-  assert "changed while the job ran" in lines[-1] and "Traceback" not in "\n".join(lines)
+  assert "changed while the job ran" in lines[-1] and "Traceback" not in process.stderr
   assert not (out / contract.COMPLETED_FILE).exists()
 
 

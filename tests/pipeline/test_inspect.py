@@ -1,6 +1,5 @@
-"""End-to-end: the real `python -m pipeline.inspect` on the pipeline's own output."""
+"""End-to-end: `pipeline.inspect` on the pipeline's own output (as a process: test_light_clis.py)."""
 
-import json
 import os
 import re
 import shutil
@@ -8,8 +7,7 @@ import shutil
 import numpy as np
 
 import contract
-from tests.cli_testing import run_cli_listing_imports
-from tests.conftest import call_cli, preprocess, read_metadata, read_records
+from tests.conftest import call_cli, read_metadata, read_records
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -73,24 +71,14 @@ def test_summary_examples_and_plot_on_the_demo_corpus(demo_tag_data, tmp_path):
   assert stdout.strip().splitlines()[-1].endswith(str(plot))
 
 
-def test_reasons_classify_gzip_and_no_beam_or_tft(tmp_path):
-  corpus = tmp_path / "reviews.jsonl"
-  rows = [{"text": f"a {adjective} film number {i}", "label": label}
-          for i, (adjective, label) in enumerate([("fine", "pos"), ("dull", "neg")] * 6)]
-  corpus.write_text("".join(json.dumps(row) + "\n" for row in rows)
-                    + '{"text": "   ", "label": "pos"}\n{oops\n', encoding="utf-8")
-  data_dir = tmp_path / "data"
-  preprocess(corpus, data_dir, "jsonl", "classify", "--compression", "gzip", "--eval_fraction", "0.3",
-             "--max_error_fraction", "0.5")
+def test_reasons_classify_and_gzip(classify_run, tmp_path):
+  data_dir = classify_run  # gzip-compressed shards; filtered records and dead letters of many reasons
   metadata = read_metadata(data_dir)
   counts = metadata["counts"]
-  assert counts["filtered"] and counts["dead_letter"]  # the corpus has both, so both are shown
+  assert metadata["options"]["compression"] == "gzip" and counts["filtered"] and counts["dead_letter"]
 
   plot = tmp_path / "plots" / "mine.png"
-  process, imported = run_cli_listing_imports("pipeline.inspect", data_dir, "--split", "eval", "--n", "100",
-                                              "--plot", plot)
-  assert process.returncode == 0, process.stderr[-4000:]
-  assert imported == []
+  process = call_cli("pipeline.inspect", data_dir, "--split", "eval", "--n", "100", "--plot", plot)
   counts_line = next(line for line in process.stdout.splitlines() if line.startswith("counts:"))
   for kind, name in (("filtered", "filtered"), ("dead_letter", "dead letters")):
     reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(counts[kind].items()))
@@ -100,7 +88,7 @@ def test_reasons_classify_gzip_and_no_beam_or_tft(tmp_path):
   assert 0 < len(records) < 100
   assert [line for _, line in example_lines(process.stdout)] == [decode(data_dir, r, "classify") for r in records]
   assert plot.read_bytes().startswith(PNG_SIGNATURE)
-  assert not (data_dir / "lengths.png").exists()
+  assert not os.path.exists(os.path.join(data_dir, "lengths.png"))
 
 
 def test_a_directory_without_completed_exits_2_with_one_line(demo_tag_data, tmp_path):

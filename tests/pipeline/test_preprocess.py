@@ -11,6 +11,8 @@ import pytest
 
 import contract
 from tests.conftest import TAGGED, preprocess, read_metadata, read_records, write_conll
+from tests.pipeline.conftest import (CLASSIFY_CORPUS, CLASSIFY_GOOD, CLASSIFY_LINES, SENTENCES, WORDPIECE_CORPUS,
+                                    WORDPIECE_OPTIONS)
 
 
 def vocab(output_dir, name="vocab.txt"):
@@ -97,33 +99,11 @@ def test_text_lm_round_trip_with_documented_tokenization(tmp_path):
   assert counts["read"] == len(lines)
 
 
-def test_bad_input_is_counted_and_dead_lettered(tmp_path):
-  good = [{"text": "good one", "label": "pos"}, {"tokens": ["fine", "too"], "label": "neg"},
-          {"text": "numbers as labels", "label": 3}]
-  lines = [json.dumps(g).encode() for g in good] + [
-      b"",  # filtered: empty
-      b"   \t ",  # filtered: whitespace only
-      b'{"text": "   ", "label": "pos"}',  # filtered: empty text
-      b"{not json",  # bad_json
-      b"[1, 2]",  # not_an_object
-      b'{"label": "pos"}',  # missing_text
-      b'{"text": "no label"}',  # missing_label
-      b'{"text": 5, "label": "pos"}',  # wrong_type_text
-      b'{"tokens": ["a b"], "label": "pos"}',  # bad_token
-      b'{"text": "x", "label": ["pos"]}',  # wrong_type_label
-      b'{"text": "caf\xe9", "label": "pos"}',  # undecodable (latin-1)
-      b'{"text": "nul \x00 here", "label": "pos"}',  # nul_byte
-  ]
-  corpus = tmp_path / "mixed.jsonl"
-  corpus.write_bytes(b"\r\n".join(lines))  # CRLF line ends and no final newline
-  (tmp_path / "zero.jsonl").write_bytes(b"")  # a zero-byte file: no record, no error
-  out = tmp_path / "out"
-  preprocess([str(corpus), str(tmp_path / "zero.jsonl")], out, "jsonl", "classify",
-             "--max_error_fraction", "0.9", "--eval_fraction", "0")
-
+def test_bad_input_is_counted_and_dead_lettered(classify_run):
+  out = pathlib.Path(classify_run)
   counts = read_metadata(out)["counts"]
-  assert counts["read"] == len(lines)
-  assert counts["written"] == len(good)
+  assert counts["read"] == len(CLASSIFY_LINES)
+  assert counts["written"] == len(CLASSIFY_GOOD)
   assert counts["filtered"] == {"empty": 3}
   assert counts["dead_letter"] == {
       "bad_json": 1, "not_an_object": 1, "missing_text": 1, "missing_label": 1, "wrong_type_text": 1,
@@ -131,27 +111,15 @@ def test_bad_input_is_counted_and_dead_lettered(tmp_path):
   with open(out / "errors" / "dead_letter.jsonl", encoding="utf-8") as f:
     rows = [json.loads(line) for line in f]
   assert len(rows) == 9
-  assert all(row["file"] == str(corpus) and row["reason"] and "record" in row for row in rows)
+  assert all(row["file"] == str(out.parent / CLASSIFY_CORPUS) and row["reason"] and "record" in row for row in rows)
   assert {row["record"] for row in rows if row["reason"] == "bad_json"} == {"{not json"}
-  records = read_records(out, "train")
+  records = read_records(out, "train") + read_records(out, "eval")
   labels = vocab(out, "labels.txt")
-  assert sorted(labels[r["label"]] for r in records) == ["3", "neg", "pos"]
+  assert sorted(labels[r["label"]] for r in records) == sorted(str(g["label"]) for g in CLASSIFY_GOOD)
 
 
-def test_error_budget_exceeded_exits_2_without_completed(tmp_path):
-  corpus = tmp_path / "bad.jsonl"
-  corpus.write_text('{"text": "ok"}\n{oops\n{oops again\n', encoding="utf-8")
-  out = tmp_path / "out"
-  process = preprocess(corpus, out, "jsonl", "lm", "--max_error_fraction", "0.5", check=False)
-  assert process.returncode == 2
-  assert "dead letters" in process.stderr.strip().splitlines()[-1]
-  assert not os.path.exists(out / "COMPLETED")
-  assert read_metadata(out)["counts"]["dead_letter"] == {"bad_json": 2}
-  with pytest.raises(contract.DataDirError, match="COMPLETED"):
-    contract.read_metadata(str(out))
-
-
-# Usage errors (exit 2, one line): test_bad_input_mix.test_usage_errors_name_the_path_in_one_line.
+# Usage errors (exit 2, one line): test_input_files.py's test_usage_errors_name_the_path_in_one_line;
+# the error budget exceeded (exit 2, no COMPLETED): its UTF-16 and Latin-1 test.
 
 
 def test_overwrite_refuses_foreign_files(tmp_path):
@@ -176,17 +144,22 @@ def comparable_metadata(output_dir):
   return metadata
 
 
-def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
-  """With --tokenizer wordpiece, whose learner runs in the workers too. (The word
-  tokenizer's output across processes: test_scale's worker-pool test.)"""
-  corpus = tmp_path / "corpus.conll"
-  write_conll(corpus, TAGGED * 40)
-  first, second = tmp_path / "first", tmp_path / "second"
-  wordpiece = ("--tokenizer", "wordpiece", "--max_vocab", "60")
-  preprocess(corpus, first, "conll", "tag", "--num_shards", "3", *wordpiece)
-  # A stale run with more shards, replaced with --overwrite by a 2-worker run.
-  preprocess(corpus, second, "conll", "tag", "--num_shards", "5", *wordpiece)
-  preprocess(corpus, second, "conll", "tag", "--num_shards", "3", "--overwrite", *wordpiece,
+@pytest.mark.long
+def test_deterministic_across_processes_and_overwrite(wordpiece_tag_run, tmp_path):
+  """The wordpiece run (whose learner runs in the workers too) again, by 2 worker processes,
+  with --overwrite over a stale run of more shards: the same bytes. (The word tokenizer's
+  output across processes: test_scale's worker-pool test.)"""
+  import shutil  # pylint: disable=g-import-not-at-top
+  first = pathlib.Path(wordpiece_tag_run)
+  second = tmp_path / "second"
+  # A stale run: the files of a complete one, its train shards under the names of 5 shards.
+  shutil.copytree(first, second)
+  stale = read_metadata(second)
+  for index, shard in enumerate(stale["splits"]["train"]["shards"]):
+    os.rename(second / shard["file"], second / contract.shard_name("train", index, 5, stale["options"]["compression"]))
+  for index in range(len(stale["splits"]["train"]["shards"]), 5):
+    (second / contract.shard_name("train", index, 5, stale["options"]["compression"])).write_bytes(b"")
+  preprocess(first.parent / WORDPIECE_CORPUS, second, "conll", "tag", *WORDPIECE_OPTIONS, "--overwrite",
              "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
   assert shard_bytes(first) == shard_bytes(second)
   assert len(shard_bytes(first)) == 4  # 3 train + 1 eval, no stale shard
@@ -196,9 +169,8 @@ def test_deterministic_across_reruns_and_workers_and_overwrite(tmp_path):
                                for n in sorted(os.listdir(first / contract.TRANSFORM_FN_DIR / "assets"))]:
     assert (first / name).read_bytes() == (second / name).read_bytes(), name
   assert not os.path.exists(second / ".tmp")
-  # Order inside a shard is a hash shuffle, not input order, and every example is there.
   records = read_records(first, "train") + read_records(first, "eval")
-  assert len(records) == len(TAGGED) * 40
+  assert len(records) == len(SENTENCES)
 
 
 def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
@@ -227,22 +199,6 @@ def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
                                                            str(tmp_path / "b.jsonl")])
 
 
-def test_unicode_tokens_survive_the_round_trip(tmp_path):
-  tokens = ["e\u0301", "🇳🇴", "👩\u200d💻", "مرحبا", "שָׁלוֹם", "東京", "\u00a0x"]
-  labels = ["A"] * len(tokens)
-  corpus = tmp_path / "u.jsonl"
-  corpus.write_text(json.dumps({"tokens": tokens[:-1], "labels": labels[:-1]}) + "\n"
-                    + json.dumps({"tokens": tokens[-1:], "labels": labels[-1:]}) + "\n", encoding="utf-8")
-  out = tmp_path / "out"
-  preprocess(corpus, out, "jsonl", "tag", "--eval_fraction", "0", "--max_error_fraction", "0.5")
-  token_vocab = vocab(out)
-  (record,) = read_records(out, "train")
-  assert [token_vocab[i] for i in record["tokens"]] == tokens[:-1]
-  assert read_metadata(out)["counts"]["dead_letter"] == {"bad_token": 1}  # NBSP inside a token
-  raw = (out / "vocab.txt").read_bytes().decode("utf-8")
-  assert raw.count("\n") == len(token_vocab)
-
-
 def output_files(output_dir):
   """Every file of an OUTPUT_DIR but metadata.json, COMPLETED and transform_fn/ (which
   hold times and temporary paths), by path: what a rerun must reproduce byte for byte."""
@@ -262,6 +218,7 @@ def assert_no_incomplete_shard(output_dir, clean):
     assert data == clean[name], f"{name} is incomplete"
 
 
+@pytest.mark.long
 def test_killed_or_disk_full_job_leaves_no_completed_and_overwrite_reproduces_the_clean_run(
     tmp_path, demo_tag_data):
   import resource  # pylint: disable=g-import-not-at-top
@@ -286,15 +243,17 @@ def test_killed_or_disk_full_job_leaves_no_completed_and_overwrite_reproduces_th
     contract.read_metadata(str(killed))
 
   # The disk fills up while shards are written: a file-size limit smaller than the train
-  # shard (SIGXFSZ ignored, so a write fails with EFBIG instead of killing the process).
-  limit = max(len(data) for data in clean_shards.values()) // 2
-
-  def limit_file_size():
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-  full = subprocess.run(args + ["--overwrite"], cwd=ROOT, env=env, capture_output=True, text=True,
-                        preexec_fn=limit_file_size, timeout=900, check=False)
+  # shard (SIGXFSZ ignored, so a write fails with EFBIG instead of killing the process),
+  # on this process while the CLI runs in it.
+  soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+  on_sigxfsz = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+  resource.setrlimit(resource.RLIMIT_FSIZE, (max(len(data) for data in clean_shards.values()) // 2, hard))
+  try:
+    full = preprocess(os.path.join(ROOT, "data", "demo", "tagged.conll"), killed, "conll", "tag", "--eval_fraction",
+                      "0.1", "--overwrite", check=False)
+  finally:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    signal.signal(signal.SIGXFSZ, on_sigxfsz)
   assert full.returncode == 1, full.stderr[-3000:]
   last = full.stderr.strip().splitlines()[-1]
   assert last.startswith("error: the job failed:") and "Traceback" not in full.stderr, full.stderr[-3000:]

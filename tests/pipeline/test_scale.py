@@ -79,6 +79,7 @@ def _output_files(output_dir):
   return files
 
 
+@pytest.mark.long
 def test_external_worker_pool_writes_the_same_bytes(demo_tag_data, worker_pool, tmp_path):
   """The portable run shuffles records to their shards (--shard_writer auto), the default
   in-process run writes runs (tests/pipeline/test_write.py): the same bytes either way."""

@@ -9,12 +9,12 @@ import os
 import random
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
 import contract
 from pipeline import wordpiece
-from tests.conftest import built_once, preprocess, read_metadata, read_records, write_conll
+from tests.conftest import preprocess, read_metadata, read_records
+from tests.pipeline.conftest import SENTENCES
 
 
 def oracle_pieces(word, pieces):
@@ -121,31 +121,6 @@ def test_word_labels_go_to_first_pieces():
 
 
 # --- the CLI end to end ----------------------------------------------------------------
-
-LONG_WORD = "x" * (wordpiece.MAX_BYTES_PER_WORD + 5)
-SENTENCES = [
-    [("unhappiness", "NOUN"), ("helps", "VERB"), ("nobody", "PRON")],
-    [("happiness", "NOUN"), ("helped", "VERB"), ("everybody", "PRON"), (".", "PUNCT")],
-    [("unhelpful", "ADJ"), ("people", "NOUN"), ("help", "VERB"), ("happily", "ADV")],
-    [(LONG_WORD, "X"), ("helps", "VERB")],
-] * 6 + [[("Zyzzyva", "PROPN"), ("helpers", "NOUN")]]
-
-
-@pytest.fixture(scope="session")
-def wordpiece_tag_run(tmp_path_factory):
-  """The CLI's output on SENTENCES, built once per test run for every xdist worker.
-
-  That the same run in other processes writes the same bytes (the learner runs in the
-  workers) is test_preprocess's determinism test, which uses --tokenizer wordpiece.
-  """
-  def build(base):
-    base.mkdir(parents=True)
-    corpus = base / "tagged.conll"
-    write_conll(corpus, SENTENCES)
-    preprocess(corpus, base / "out", "conll", "tag", "--tokenizer", "wordpiece", "--max_vocab", "40",
-               "--eval_fraction", "0.2")
-  return str(built_once(tmp_path_factory, "wordpiece_tag_run", build) / "out")
-
 
 def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   output_dir = wordpiece_tag_run

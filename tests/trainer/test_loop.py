@@ -33,27 +33,41 @@ def make_trainer(demo_tag_data, replicas, reduction, tmp_path):
   return trainer
 
 
+@pytest.fixture
+def trainers(demo_tag_data, tmp_path):
+  """trainers(replicas, reduction): one Trainer of each kind, made when first asked for and
+  kept for every batch given to it (nothing here changes its weights)."""
+  made = {}
+
+  def get(replicas, reduction):
+    if (replicas, reduction) not in made:
+      made[replicas, reduction] = make_trainer(demo_tag_data, replicas, reduction, tmp_path)
+    return made[replicas, reduction]
+  return get
+
+
 def loss_and_gradients(trainer, replica_batches):
   """Runs one step's forward/backward with replica i given replica_batches[i]."""
-  strategy = trainer.strategy
-  distributed = strategy.experimental_distribute_values_from_function(
-      lambda context: replica_batches[context.replica_id_in_sync_group])
   if not hasattr(trainer, "test_step"):
     trainer.test_step = _step_function(trainer)
-  loss, gradients = trainer.test_step(distributed)
+  loss, gradients = trainer.test_step(replica_batches)
   return float(loss), [g.numpy() for g in gradients]
 
 
 def _step_function(trainer):
-  """One tf.function per trainer; after a second shape it is traced for any shape."""
+  """One tf.function per trainer, traced once for batches of any shape: as from tf.data, the
+  static shapes are unknown (and a static 0-row shape is never fed)."""
   strategy = trainer.strategy
+  matrix, vector = tf.TensorSpec([None, None], tf.int64), tf.TensorSpec([None], tf.int64)
+  spec = {contract.TOKENS: matrix, contract.LABELS: matrix, contract.LENGTH: vector,
+          data.WEIGHT: tf.TensorSpec([None], tf.float32)}
 
-  @tf.function(reduce_retracing=True)
-  def step(batch):
+  @tf.function(input_signature=[[spec] * strategy.num_replicas_in_sync])
+  def step(replica_batches):
+    batch = strategy.experimental_distribute_values_from_function(
+        lambda context: replica_batches[context.replica_id_in_sync_group])
+
     def replica_fn(replica_batch):
-      # As from tf.data, static shapes are unknown (a static 0-row shape is never fed).
-      replica_batch = {k: tf.compat.v1.placeholder_with_default(v, [None] * v.shape.rank)
-                       for k, v in replica_batch.items()}
       loss, _, _, gradients = trainer.replica_gradients(replica_batch, training=False)
       return loss, [tf.convert_to_tensor(g) for g in gradients]
     loss, gradients = strategy.run(replica_fn, args=(batch,))
@@ -63,30 +77,28 @@ def _step_function(trainer):
   return step
 
 
-@pytest.mark.parametrize("reduction", ["token", "sequence"])
-def test_loss_and_gradients_equal_with_1_and_2_replicas_and_any_padding(demo_tag_data, tmp_path, reduction):
-  one = make_trainer(demo_tag_data, 1, reduction, tmp_path)
-  two = make_trainer(demo_tag_data, 2, reduction, tmp_path)
-  reference_loss, reference_gradients = loss_and_gradients(one, [global_batch(5)])
-  assert np.isfinite(reference_loss) and reference_loss > 0
+def test_loss_and_gradients_are_exact_with_1_and_2_replicas_any_padding_and_either_reduction(trainers):
+  for reduction in ("token", "sequence"):
+    one, two = trainers(1, reduction), trainers(2, reduction)
+    reference_loss, reference_gradients = loss_and_gradients(one, [global_batch(5)])
+    assert np.isfinite(reference_loss) and reference_loss > 0
 
-  cases = {
-      "wider padding": (one, [global_batch(12)]),
-      "2 replicas": (two, [global_batch(5, [0, 1]), global_batch(5, [2, 3])]),
-      "2 replicas, uneven split": (two, [global_batch(5, [0]), global_batch(7, [1, 2, 3])]),
-      "2 replicas, one given only filler": (two, [global_batch(5), {**global_batch(5, [0]), data.WEIGHT: tf.zeros([1])}]),
-      "2 replicas, one empty": (two, [global_batch(5), global_batch(5, [])]),
-  }
-  for name, (trainer, batches) in cases.items():
-    loss, gradients = loss_and_gradients(trainer, batches)
-    assert loss == pytest.approx(reference_loss, rel=1e-5, abs=1e-6), name
-    for got, want in zip(gradients, reference_gradients):
-      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=name)
+    cases = {
+        "wider padding": (one, [global_batch(12)]),
+        "2 replicas": (two, [global_batch(5, [0, 1]), global_batch(5, [2, 3])]),
+        "2 replicas, uneven split": (two, [global_batch(5, [0]), global_batch(7, [1, 2, 3])]),
+        "2 replicas, one given only filler": (
+            two, [global_batch(5), {**global_batch(5, [0]), data.WEIGHT: tf.zeros([1])}]),
+        "2 replicas, one empty": (two, [global_batch(5), global_batch(5, [])]),
+    }
+    for name, (trainer, batches) in cases.items():
+      loss, gradients = loss_and_gradients(trainer, batches)
+      assert loss == pytest.approx(reference_loss, rel=1e-5, abs=1e-6), (reduction, name)
+      for got, want in zip(gradients, reference_gradients):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6, err_msg=f"{reduction}: {name}")
 
-
-def test_sequence_reduction_is_the_mean_of_per_sequence_means(demo_tag_data, tmp_path):
-  token = make_trainer(demo_tag_data, 1, "token", tmp_path)
-  sequence = make_trainer(demo_tag_data, 1, "sequence", tmp_path)
+  # token: the mean over every real token; sequence: the mean of each sequence's mean.
+  token, sequence = trainers(1, "token"), trainers(1, "sequence")
   losses = [loss_and_gradients(token, [global_batch(5, [i])])[0] for i in range(4)]
   assert loss_and_gradients(sequence, [global_batch(5)])[0] == pytest.approx(np.mean(losses), rel=1e-5)
   lengths = [len(t) for t in TOKENS]
@@ -100,7 +112,7 @@ def test_json_files_other_workers_read_are_never_seen_half_written(tmp_path):
   import threading  # pylint: disable=g-import-not-at-top
   from trainer.loop import write_json  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "model.json")
-  big = {f"key{i}": list(range(200)) for i in range(200)}
+  big = {f"key{i}": list(range(100)) for i in range(100)}
   done = threading.Event()
   seen, errors = [], []
 
@@ -120,5 +132,5 @@ def test_json_files_other_workers_read_are_never_seen_half_written(tmp_path):
     write_json(path, big)
   done.set()
   reader.join()
-  assert not errors and seen and set(seen) == {200}
+  assert not errors and seen and set(seen) == {100}
   assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json"]

@@ -1,5 +1,6 @@
 """End-to-end: the real `python -m trainer.task` on the pipeline's own output."""
 
+import dataclasses
 import json
 import os
 import re
@@ -9,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 import contract
-from tests.conftest import call_cli, read_records
+from tests.conftest import DEMO_TAGGER_FLAGS, call_cli, read_records
+from trainer import task
 from trainer.config import TrainerConfig
 from trainer.model import build_model
 
@@ -53,8 +55,9 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
   records = read_records(demo_tag_data, "eval")[:40]
   texts = [" ".join(token_vocab[i] for i in r["tokens"]) for r in records]
 
-  config = TrainerConfig(data_dir=demo_tag_data, model_dir=str(model_dir), embedding_dim=16, hidden=24,
-                         bidirectional=True)
+  args = task.build_parser().parse_args(["--data_dir", demo_tag_data, "--model_dir", str(model_dir),
+                                        *DEMO_TAGGER_FLAGS])  # the demo tagger's own config
+  config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
   model = build_model(config, "tag", metadata["vocab"]["size"], metadata["labels"]["size"])
   with open(model_dir / "metrics.json") as f:
     best_step = json.load(f)["best_step"]  # --export best (the default) exports that step's checkpoint
@@ -74,36 +77,13 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
     assert (out["label_ids"].numpy()[i, n:] == contract.PAD_ID).all()
 
 
-def checkpoint_weights(model_dir):
-  reader = tf.train.load_checkpoint(str(model_dir / "checkpoints"))
+def checkpoint_weights(path):
+  """Every variable of a checkpoint: a checkpoint's prefix, or a directory's latest."""
+  reader = tf.train.load_checkpoint(str(path))
   # Model weights appear through the optimizer's references; compare every variable.
   names = sorted(n for n in reader.get_variable_to_shape_map()
                  if n.endswith("VARIABLE_VALUE") and not n.startswith("save_counter"))
   return {n: reader.get_tensor(n) for n in names}
-
-
-def test_sigkilled_run_resumes_to_exactly_the_weights_of_an_uninterrupted_run(demo_tag_data, tmp_path):
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
-  straight, killed = tmp_path / "straight", tmp_path / "killed"
-  common = ("--cpu_replicas", "2", "--eval_every", "1000", "--checkpoint_every", "10", "--dropout", "0.1")
-  train(demo_tag_data, straight, *common, "--train_steps", "20")
-  # A long run, killed without warning as soon as its step-10 checkpoint is complete.
-  process = subprocess.Popen(
-      [sys.executable, "-m", "trainer.task", "--data_dir", demo_tag_data, "--model_dir", str(killed), *SMALL,
-       *common, "--train_steps", "100000"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  marker = killed / "checkpoints" / "checkpoint"  # written after the checkpoint's files
-  kill_when(process, lambda: marker.exists() and "ckpt-10" in marker.read_text())
-  assert tf.train.latest_checkpoint(str(killed / "checkpoints")).endswith("-10")
-  resumed = train(demo_tag_data, killed, *common, "--train_steps", "20")
-  assert "at step 10" in resumed.stderr
-  with open(killed / "metrics.json") as f:
-    assert json.load(f)["global_step"] == 20
-  want, got = checkpoint_weights(straight), checkpoint_weights(killed)
-  assert want.keys() == got.keys() and want
-  for name in want:
-    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def test_refuses_a_data_dir_without_completed(tmp_path):
@@ -113,32 +93,84 @@ def test_refuses_a_data_dir_without_completed(tmp_path):
   assert "COMPLETED" in process.stderr.strip().splitlines()[-1]
 
 
-def test_sigterm_checkpoints_before_exit_and_a_rerun_finishes(demo_tag_data, tmp_path):
+def train_until_preempted(*args):
+  """trainer.task with `args`, in this process, sent SIGTERM (a preemption notice) when it
+  logs its first step line: it checkpoints there and exits 143."""
+  import logging  # pylint: disable=g-import-not-at-top
   import signal  # pylint: disable=g-import-not-at-top
+
+  class PreemptAtFirstProgress(logging.Handler):
+    sent = False
+
+    def emit(self, record):
+      # Only while the trainer's SIGTERM handler is in place: else the signal would end pytest.
+      handler = signal.getsignal(signal.SIGTERM)
+      if not self.sent and re.match(r"step \d+/\d+ ", record.getMessage()) and getattr(
+          handler, "__name__", "") == "request_stop":
+        self.sent = True
+        signal.raise_signal(signal.SIGTERM)
+
+  preempt = PreemptAtFirstProgress()
+  logging.getLogger().addHandler(preempt)
+  try:
+    process = call_cli("trainer.task", *args, check=False)
+  finally:
+    logging.getLogger().removeHandler(preempt)
+  assert preempt.sent and process.returncode == 128 + signal.SIGTERM, process.stderr[-4000:]
+  assert "Stopped by SIGTERM" in process.stderr
+  return process
+
+
+@pytest.mark.long
+def test_a_preempted_then_killed_run_resumes_exactly_and_keeps_its_best_and_patience(
+    demo_tag_data, demo_tagger, tmp_path):
+  """The demo tagger's run, stopped twice: SIGTERM (a preemption notice) as soon as it makes
+  progress, then, resumed from the checkpoint that wrote, SIGKILL as soon as its next
+  scheduled checkpoint is complete. Resumed once more, it reaches the uninterrupted run's
+  weights, optimizer and dropout RNG states at the next step that run kept; and it goes on
+  from best.json as the killed run left it: the best step, and the evaluations without
+  improvement that count towards --early_stopping."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  from tests.conftest import ROOT  # pylint: disable=g-import-not-at-top
+  from tests.conftest import ROOT, kill_when  # pylint: disable=g-import-not-at-top
   model_dir = tmp_path / "model"
-  args = ["--data_dir", demo_tag_data, "--model_dir", str(model_dir), *SMALL, "--train_steps", "100000",
-          "--log_every", "5", "--checkpoint_every", "1000", "--eval_every", "1000"]
-  process = subprocess.Popen([sys.executable, "-m", "trainer.task", *args], cwd=ROOT, stderr=subprocess.PIPE,
-                             text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-  lines = []
-  for line in process.stderr:  # wait for real progress, then "preempt" the job
-    lines.append(line)
-    if re.search(r"step \d+/100000", line):
-      process.send_signal(signal.SIGTERM)
-      break
-  rest = process.communicate(timeout=300)[1]
-  assert process.returncode == 128 + signal.SIGTERM, "".join(lines) + rest
-  assert "Stopped by SIGTERM" in rest
-  step = int(re.search(r"at step (\d+)", rest).group(1))
-  assert step % 5 == 0 and 0 < step < 1000  # not a scheduled checkpoint: written because of SIGTERM
-  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith(f"-{step}")
+  flags = ["--data_dir", demo_tag_data, "--model_dir", model_dir, *DEMO_TAGGER_FLAGS]
+
+  preempted = train_until_preempted(*flags, "--log_every", "5", "--checkpoint_every", "1000")
+  stopped = int(re.search(r"Stopped by SIGTERM at step (\d+)", preempted.stderr).group(1))
+  assert stopped == 5, stopped  # the signal came while step 5 was logged: stopped right there
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-5")  # none scheduled: SIGTERM's
   assert not os.path.exists(model_dir / "export")
-  resumed = train(demo_tag_data, model_dir, "--train_steps", str(step + 5), "--eval_every", "1000")
-  assert f"at step {step}" in resumed.stderr
-  assert os.path.exists(model_dir / "export")
+
+  killed = subprocess.Popen([sys.executable, "-m", "trainer.task", *map(str, flags)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+  marker = model_dir / "checkpoints" / "checkpoint"  # written after the checkpoint's files
+  kill_when(killed, lambda: marker.exists() and '"ckpt-25"' in marker.read_text())
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-25")
+
+  # Step 25 was evaluated before its checkpoint: the best so far. Make it one no later step
+  # can beat, with one evaluation without improvement already counted.
+  best_path = model_dir / "checkpoints" / "best" / "best.json"
+  state = json.loads(best_path.read_text())
+  assert state["best_step"] == 25
+  state["best"]["eval_accuracy"] = 2.0
+  state["evals_without_improvement"] = 1
+  best_path.write_text(json.dumps(state))
+  resumed = call_cli("trainer.task", *flags, "--early_stopping", "2")
+  assert "at step 25" in resumed.stderr and "(early stopping)" in resumed.stdout
+  with open(model_dir / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics["global_step"] == 50  # the evaluation at 50 did not improve either: 2 in a row
+  assert metrics["best_step"] == 25 and metrics["best"]["eval_accuracy"] == 2.0
+  assert json.loads(best_path.read_text())["evals_without_improvement"] == 2
+  assert "exported step 25 (best)" in resumed.stdout and os.path.exists(model_dir / "export")
+
+  want = checkpoint_weights(demo_tagger[0] / "checkpoints" / "ckpt-50")  # it kept 50, 75 and 100
+  got = checkpoint_weights(model_dir / "checkpoints" / "ckpt-50")
+  assert want.keys() == got.keys() and want
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def free_port():
@@ -148,6 +180,7 @@ def free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.long
 def test_two_workers_on_localhost_finish_with_the_same_weights(demo_tag_data, tmp_path):
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
@@ -173,7 +206,8 @@ def test_two_workers_on_localhost_finish_with_the_same_weights(demo_tag_data, tm
     other = json.load(f)
   assert chief["global_step"] == other["global_step"] == 12 and chief["replicas"] == 2
   assert chief["eval_loss"] == pytest.approx(other["eval_loss"], rel=1e-6)
-  want, got = checkpoint_weights(model_dir), checkpoint_weights(model_dir / "workers" / "worker-1")
+  want = checkpoint_weights(model_dir / "checkpoints")
+  got = checkpoint_weights(model_dir / "workers" / "worker-1" / "checkpoints")
   assert want.keys() == got.keys() and want
   for name in want:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
@@ -205,7 +239,8 @@ def test_a_byte_flipped_after_the_first_run_stops_the_resumed_run_naming_the_fil
   # The counts are checked once per MODEL_DIR; after that, the TFRecord CRC still guards every read.
   data_dir, shard = copy_data_dir(demo_tag_data, tmp_path)
   model_dir = tmp_path / "model"
-  first = train(data_dir, model_dir, "--train_steps", "2", "--eval_every", "1000")
+  first = train_until_preempted("--data_dir", data_dir, "--model_dir", model_dir, *SMALL, "--log_every", "1",
+                                "--train_steps", "30")  # stopped at step 1
   assert "Checked" in first.stderr
   path = data_dir / shard
   content = bytearray(path.read_bytes())
@@ -215,7 +250,7 @@ def test_a_byte_flipped_after_the_first_run_stops_the_resumed_run_naming_the_fil
   assert process.returncode == 2 and "Checked" not in process.stderr
   last = process.stderr.strip().splitlines()[-1]
   assert str(path) in last and "corrupted record at" in last
-  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-2")  # no step on bad data
+  assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-1")  # no step on bad data
 
 
 @pytest.mark.parametrize("change", ["shard_and_totals", "split_total"])
