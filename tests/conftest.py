@@ -42,33 +42,18 @@ def pytest_collection_modifyitems(items):
   items.sort(key=lambda item: (item.get_closest_marker("long") is None, "demo_tagger" not in item.fixturenames))
 
 
-def run_cli(module, *args, check=True, env=None):
-  """Runs `python -m module args` from the repo root; returns the CompletedProcess.
-
-  `env` adds to this process's environment; a variable given as None is removed (e.g.
-  TF_CPP_MIN_LOG_LEVEL, set to 3 here, to see what a user's console shows).
-  """
-  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
-  process = subprocess.run(
-      [sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True, text=True,
-      env={name: value for name, value in env.items() if value is not None}, timeout=900)
-  if check and process.returncode != 0:
-    raise AssertionError(f"{module} exited {process.returncode}:\n{process.stderr[-4000:]}")
-  return process
-
-
 _CLI_LOGGERS = ("tensorflow", "absl", "apache_beam", "matplotlib")
 
 
 def call_cli(module, *args, check=True, stdin=None):
-  """Runs a CLI's `run(argv)` in this process: a CompletedProcess as `run_cli` returns it.
+  """Runs a CLI's `run(argv)` in this process: a CompletedProcess like `python -m module args`'s.
 
   The same code as `python -m module args` from argument parsing to exit status, without a
   new interpreter importing TensorFlow and Beam again: stdout, stderr and the log lines
   (at INFO, as the CLIs log) are captured, `stdin` (text) is what the CLI reads from
   stdin, SystemExit becomes the return code, and the environment, logging, SIGTERM handler
   and garbage collector are restored afterwards. What only a process shows (start-up
-  output, imports, signals) needs `run_cli` or tests/cli_testing.py.
+  output, imports, a SIGKILL) needs a process of its own (tests/cli_testing.py, or Popen).
   """
   import gc  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
