@@ -33,10 +33,10 @@ demo: setup
 	@echo "TensorBoard:  $(VENV)/bin/tensorboard --logdir $(DEMO_OUT)/model/logs"
 
 # The whole suite (CI runs this): there is no faster subset to forget to run. One pytest-xdist
-# worker more than cores: tests also wait (on a killed run, a worker pool, a shared fixture).
-# Tests go out one at a time to whichever worker is free, the long ones first (tests/conftest.py).
+# worker per core, each handed one test at a time when it is free, the long ones first
+# (tests/conftest.py). A worker more than cores was no faster and cost more CPU time (README).
 test: setup
-	$(PY) -m pytest -q -n $$($(PY) -c 'import os; print((os.cpu_count() or 1) + 1)') --maxschedchunk 1 tests
+	$(PY) -m pytest -q -n $$($(PY) -c 'import os; print(os.cpu_count() or 1)') --maxschedchunk 1 tests
 
 bench: setup
 	$(PY) -m benchmarks.run_all
