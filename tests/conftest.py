@@ -29,8 +29,8 @@ tf.config.threading.set_intra_op_parallelism_threads(1)
 
 
 def pytest_configure(config):
-  config.addinivalue_line("markers", "long: a test that takes a minute or more, most of it in processes "
-                                     "of its own; it runs before the others")
+  config.addinivalue_line("markers", "long: half a minute or more, mostly spent in processes of its own or "
+                                     "waiting for the demo tagger; dealt out before the other tests")
 
 
 def pytest_collection_modifyitems(items):
