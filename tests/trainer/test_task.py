@@ -1,4 +1,5 @@
-"""End-to-end: the real `python -m trainer.task` on the pipeline's own output."""
+"""End-to-end: trainer.task on the pipeline's own output, through its entry function in this
+process; as `python -m trainer.task` where a process is the point (SIGKILL, TF_CONFIG workers)."""
 
 import dataclasses
 import json
