@@ -87,15 +87,24 @@ def learn(word_counts: Iterable[Tuple[str, int]], vocab_size: int, min_count: in
     return []
   # The learner binary-searches a count threshold, a full pass over the words per step.
   # Starting from the most frequent word's count wastes most steps on thresholds that give
-  # tiny vocabularies; start at the count of the word ranked vocab_size/10 instead. (If
-  # even that threshold gave too many pieces, the cut below keeps the most frequent.)
+  # tiny vocabularies; start at the count of the word ranked vocab_size/10 instead.
   upper_thresh = words[min(len(words), max(vocab_size // 10, 1)) - 1][1]
   pieces = learner_lib.learn(
       words, vocab_size, reserved_tokens=[], upper_thresh=upper_thresh, lower_thresh=1,
       num_iterations=LEARNER_ITERATIONS, max_input_tokens=-1,
       max_token_length=MAX_PIECE_CHARS, max_unique_chars=MAX_ALPHABET, joiner=SUFFIX_INDICATOR)
   reserved = {contract.UNK_TOKEN, SUFFIX_INDICATOR + contract.UNK_TOKEN}
-  return [piece for piece in pieces if piece not in reserved][:vocab_size]
+  pieces = [piece for piece in pieces if piece not in reserved]
+  if len(pieces) > vocab_size:
+    # The search can run out of thresholds with more pieces than asked for (small corpora:
+    # one count step adds thousands of words). The learner orders the continuation
+    # characters (`##e`) by count, so a plain cut drops them and leaves every word outside
+    # the vocabulary unspellable (`<unk>`): keep the characters, then the most frequent rest.
+    is_char = lambda piece: len(piece.removeprefix(SUFFIX_INDICATOR)) == 1
+    chars = [piece for piece in pieces if is_char(piece)][:vocab_size]
+    keep = set(chars + [piece for piece in pieces if not is_char(piece)][:vocab_size - len(chars)])
+    pieces = [piece for piece in pieces if piece in keep]
+  return pieces
 
 
 def _unsafe(word: str) -> bool:

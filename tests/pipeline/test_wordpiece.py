@@ -62,6 +62,20 @@ def test_learner_on_tiny_counts_hand_checked():
   assert wordpiece.learn([], vocab_size=20) == []
 
 
+def test_learner_keeps_every_character_when_it_overshoots_the_size():
+  # Counts of 1 and 2 leave the threshold search nothing between "every substring" and
+  # "almost nothing": the learner returns far more than 60 pieces, its continuation
+  # characters among the least frequent. The cut to 60 must keep them: every word spells.
+  rng = random.Random(1)
+  counts = [("".join(rng.choice("abcdefgh") for _ in range(rng.randint(2, 9))), rng.randint(1, 2))
+            for _ in range(400)]
+  pieces = wordpiece.learn(counts, vocab_size=60)
+  assert len(pieces) == 60 and pieces == wordpiece.learn(counts[::-1], vocab_size=60)
+  assert {"##" + char for char in "abcdefgh"} <= set(pieces)
+  assert all(oracle_pieces(word, set(pieces)) for word, _ in counts)
+  assert sum(len(piece.lstrip("#")) > 1 for piece in pieces) == 60 - 16  # the rest: longer pieces
+
+
 def test_learner_skips_words_that_would_break_vocab_txt_or_collide_with_unk():
   pieces = wordpiece.learn([("a\nb", 9), (contract.UNK_TOKEN, 9), ("ab", 2)], vocab_size=50)
   assert all("\n" not in p for p in pieces)
