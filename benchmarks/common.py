@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Dict, List, Optional, Sequence
@@ -21,11 +22,11 @@ def work_dir(path: Optional[str] = None) -> str:
   return path
 
 
-def _tree_rss_kb(pid: int) -> int:
+def _tree_rss_kb(pid: int, include_self: bool = True) -> int:
   """Resident KB of a process and all its descendants (Beam's worker processes too)."""
   try:
     with open(f"/proc/{pid}/status") as f:
-      total = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+      total = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) if include_self else 0
     children = []
     for task in os.listdir(f"/proc/{pid}/task"):  # a child belongs to the thread that started it
       with open(f"/proc/{pid}/task/{task}/children") as f:
@@ -35,12 +36,25 @@ def _tree_rss_kb(pid: int) -> int:
   return total + sum(_tree_rss_kb(int(child)) for child in children)
 
 
+# Linux carries a process's peak RSS across fork and exec, so a command started from this
+# process would report at least this process's own peak. A small launcher starts it instead
+# and writes the command's `ru_maxrss` (from its `wait4`) to the file named first.
+_LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+  os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as f:
+  f.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))"""
+
+
 def run_timed(argv: Sequence[str], log_path: Optional[str] = None, sample_seconds: float = 0.5) -> dict:
   """Runs a command from the repo root: wall time, CPU time and two peak RSS figures.
 
-  `peak_rss_mb` is the process's own peak (`os.wait4`: this child only, so runs measured one
-  after the other do not mix as `RUSAGE_CHILDREN` would); `peak_tree_rss_mb` is the process
-  and its descendants (Beam's workers), sampled every `sample_seconds`.
+  `peak_rss_mb` is the command's own peak (its `ru_maxrss`, through `_LAUNCHER`);
+  `peak_tree_rss_mb` is the command and its descendants (Beam's workers), sampled every
+  `sample_seconds`. CPU time includes the descendants'.
 
   Raises:
     RuntimeError: the command failed (its log's tail is in the message).
@@ -50,14 +64,15 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, sample_second
     os.makedirs(os.path.dirname(os.path.abspath(log_path)), exist_ok=True)
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONHASHSEED": "0"}
   samples: List[int] = []
-  with open(log_path, "w") as log:
+  with open(log_path, "w") as log, tempfile.NamedTemporaryFile("r") as peak:
     start = time.perf_counter()
-    process = subprocess.Popen(list(argv), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen([sys.executable, "-c", _LAUNCHER, peak.name, *map(str, argv)], cwd=REPO, env=env,
+                               stdout=log, stderr=subprocess.STDOUT)
     done = threading.Event()
 
     def sample():
       while not done.wait(sample_seconds):
-        samples.append(_tree_rss_kb(process.pid))
+        samples.append(_tree_rss_kb(process.pid, include_self=False))  # not the launcher
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -65,12 +80,13 @@ def run_timed(argv: Sequence[str], log_path: Optional[str] = None, sample_second
     seconds = time.perf_counter() - start
     done.set()
     sampler.join()
+    peak_kb = peak.read()
   process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
   if process.returncode != 0:
     tail = open(log_path).read()[-3000:] if log_path != os.devnull else ""
     raise RuntimeError(f"{' '.join(argv)} exited {process.returncode}:\n{tail}")
   return {"seconds": round(seconds, 3), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
-          "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "peak_tree_rss_mb": round(max(samples, default=0) / 1024, 1)}
+          "peak_rss_mb": round(int(peak_kb) / 1024, 1), "peak_tree_rss_mb": round(max(samples, default=0) / 1024, 1)}
 
 
 def python_module(module: str, *args) -> List[str]:
