@@ -9,8 +9,8 @@ The train split, 16 buckets, 4096 tokens per batch, one replica unless a row say
 
 import os
 import sys
+import tempfile
 import time
-from typing import List
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 import keras
@@ -19,11 +19,10 @@ import tensorflow as tf
 
 import contract
 from benchmarks import common
-from trainer import batches, config as config_lib, data, loss as loss_lib, model as model_lib, ops
+from trainer import batches, config as config_lib, data, loop, ops
 
 NUM_BUCKETS = 16
 TOKENS_PER_BATCH = 4096  # as BENCHMARKS.md measured them (the trainer now defaults to 1024)
-PARSE_BATCH = 256
 PAD_BATCH = 64
 
 
@@ -46,34 +45,15 @@ def _best(fn, repeats: int) -> dict:
   return {**best, "cpu_seconds": round(least_cpu, 3)}
 
 
-def _parse(serialized: tf.Tensor, task: str) -> dict:
-  context, sequences, _ = tf.io.parse_sequence_example(serialized, *contract.parsing_spec(task))
-  return {**context, **sequences}
-
-
-def _per_example_bucketing(records: tf.data.Dataset, task: str, spec) -> tf.data.Dataset:
-  """The trainer's first design: a function per example, then tf.data's own bucketing."""
-  sequence_names = contract.feature_spec(task)["sequence"]
-  unpad = lambda example: {name: value[:example[contract.LENGTH]] if name in sequence_names else value
-                           for name, value in example.items()}
-  examples = (records.batch(PARSE_BATCH).map(lambda s: _parse(s, task), num_parallel_calls=tf.data.AUTOTUNE)
-              .unbatch().map(unpad, num_parallel_calls=tf.data.AUTOTUNE))
-  return examples.bucket_by_sequence_length(
-      element_length_func=lambda example: tf.cast(example[contract.LENGTH], tf.int32),
-      bucket_boundaries=[b + 1 for b in spec.boundaries], bucket_batch_sizes=spec.batch_sizes + spec.batch_sizes[-1:],
-      pad_to_bucket_boundary=True)
-
-
 def input_speed(data_dir: str, repeats: int = 2) -> dict:
   """Trainer input: `trainer.batches.measure` with each parser (passes alternate) against raw reads of the
-  same shards and the per-example design it replaced; then per-record against batched parsing."""
+  same shards."""
   metadata = contract.load_metadata(data_dir)
   paths = contract.shard_paths(data_dir, metadata.raw, "train")
   records = lambda: tf.data.TFRecordDataset(paths, compression_type=metadata.compression)
   chunks = lambda: tf.data.Dataset.from_tensor_slices(paths).interleave(
       lambda path: tf.data.TFRecordDataset(path, compression_type=metadata.compression).batch(data.CHUNK),
       cycle_length=max(1, min(len(paths), 8)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  spec = data.bucket_spec(metadata, NUM_BUCKETS, TOKENS_PER_BATCH, 1)
   rows = {"raw TFRecordDataset read, counted in batches of 1024": _best(lambda: _rows(records().batch(1024)), repeats),
           f"raw read in chunks of {data.CHUNK}, parallel interleave": _best(lambda: _rows(chunks()), repeats)}
   fastest_raw = max(row["per_s"] for row in rows.values())
@@ -88,35 +68,17 @@ def input_speed(data_dir: str, repeats: int = 2) -> dict:
     best = max(passes, key=lambda r: r["examples_per_s"])
     rows[f"trainer.batches.measure, {best['parser']}"] = {
         "per_s": best["examples_per_s"], "cpu_seconds": min(r["cpu_seconds"] for r in passes)}
-  rows["reference: per-example unpad map + bucket_by_sequence_length"] = _best(
-      lambda: _rows(_per_example_bucketing(records(), metadata.task, spec)), repeats)
   target = rows[f"trainer.batches.measure, {'native' if parsers[0] else 'tf.io.parse_sequence_example'}"]
-  results = {"data_dir": data_dir, "shards": len(paths), "records": metadata.examples("train"), "rows": rows,
-             "fastest_raw_per_s": fastest_raw, "trainer_vs_fastest_raw": round(target["per_s"] / fastest_raw, 3)}
-
-  context_spec, sequence_spec = contract.parsing_spec(metadata.task)
-  results["parse"] = {}
-  for name, parallel in (("sequential", None), ("AUTOTUNE", tf.data.AUTOTUNE)):
-    single = _best(lambda: int(records().map(
-        lambda s: tf.io.parse_single_sequence_example(s, context_spec, sequence_spec),
-        num_parallel_calls=parallel).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)), repeats)
-    batched = _best(lambda: _rows(records().batch(PARSE_BATCH).map(
-        lambda s: _parse(s, metadata.task), num_parallel_calls=parallel)), repeats)
-    results["parse"][name] = {"per_record": single["per_s"], "batched": batched["per_s"],
-                              "speedup": round(batched["per_s"] / single["per_s"], 2)}
-  return results
+  return {"data_dir": data_dir, "shards": len(paths), "records": metadata.examples("train"), "rows": rows,
+          "fastest_raw_per_s": fastest_raw, "trainer_vs_fastest_raw": round(target["per_s"] / fastest_raw, 3)}
 
 
 def input_tables(results: dict) -> str:
   fastest, raw_cpu = results["fastest_raw_per_s"], next(iter(results["rows"].values()))["cpu_seconds"]
   rows = [(name, f"{r['per_s']:,.0f}", f"{100 * r['per_s'] / fastest:.0f}%",
            f"{r['cpu_seconds']:.2f} ({r['cpu_seconds'] / raw_cpu:.1f}x)") for name, r in results["rows"].items()]
-  text = common.report(f"Trainer input, {results['records']:,} train records in {results['shards']} shard(s)", rows,
+  return common.report(f"Trainer input, {results['records']:,} train records in {results['shards']} shard(s)", rows,
                        ["stage", "records/s", "vs the fastest raw read", "CPU s, all threads (vs the raw read)"])
-  rows = [(name, f"{r['per_record']:,}", f"{r['batched']:,}", f"{r['speedup']:.1f}x")
-          for name, r in results["parse"].items()]
-  return text + common.report(f"Parsing: per-record vs parse_sequence_example on {PARSE_BATCH}", rows,
-                              ["map parallelism", "per record (records/s)", "batched (records/s)", "speed-up"])
 
 
 def padding(data_dir: str) -> dict:
@@ -153,55 +115,34 @@ def padding_tables(result: dict) -> str:
                        ["strategy", "padding waste", "slots vs pad to max"])
 
 
-def _time_steps(batch_list: List[dict], task: str, vocab_size: int, num_classes: int, warmup: int) -> dict:
-  keras.utils.set_random_seed(0)
-  config = config_lib.TrainerConfig(data_dir="", model_dir="")  # the trainer's defaults
-  model = model_lib.build_model(config, task, vocab_size, num_classes)
-  optimizer = keras.optimizers.Adam(config.learning_rate)
-
-  @tf.function(reduce_retracing=True)  # one generalised trace for all bucket shapes, as the trainer
-  def train_step(batch):
-    with tf.GradientTape() as tape:
-      logits = model(batch[contract.TOKENS], training=True)
-      target = loss_lib.targets(batch, task)
-      mask = loss_lib.target_mask(batch, target)
-      loss_sum, count = loss_lib.loss_sums(logits, target, mask, config.loss_reduction)
-      loss = loss_sum / tf.maximum(count, 1.0)
-    gradients = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-    return loss
-
-  tensors = [{k: tf.constant(v) for k, v in batch.items()} for batch in batch_list]
-  for batch in tensors[:warmup]:
-    float(train_step(batch))
-  timed = tensors[warmup:]
-  real = sum(float((b[contract.LENGTH].numpy() * b[data.WEIGHT].numpy()).sum()) for b in timed)  # fillers: 0
-  slots = sum(int(np.prod(b[contract.TOKENS].shape)) for b in timed)
-  start = time.perf_counter()
-  for batch in timed:
-    last = train_step(batch)
-  float(last)  # wait for the last step
-  seconds = time.perf_counter() - start
-  return {"steps": len(timed), "seconds": round(seconds, 3), "real_tokens": int(real), "slots": slots,
-          "padding_waste": round(1 - real / slots, 4), "real_tokens_per_s": round(real / seconds),
-          "slots_per_s": round(slots / seconds), "shapes": len({tuple(b[contract.TOKENS].shape) for b in timed})}
-
-
 def training(data_dir: str, tokens_per_batch: int = TOKENS_PER_BATCH, steps: int = 40, max_steps: int = 15,
-             warmup: int = 12) -> dict:
-  """Training tokens/s: the trainer's model, loss and shuffled input (seed 0) in 16 DP-optimal buckets,
-  against one bucket as wide as the longest sequence; batches built before timing. Reported: real tokens/s."""
+             warmup: int = 2) -> dict:
+  """Training tokens/s: the trainer's own steps (`trainer.loop.Trainer.run_steps`: its default model, loss,
+  clipping and optimizer, one replica) on its shuffled input (seed 0) in 16 DP-optimal buckets, against one
+  bucket as wide as the longest sequence; batches built before timing, the first steps (tracing) untimed."""
   metadata = contract.load_metadata(data_dir)
   max_length = data.max_length(metadata)
-  specs = {"bucketed": (data.bucket_spec(metadata, NUM_BUCKETS, tokens_per_batch, 1), warmup, steps),
-           "pad_to_max": (data.BucketSpec([max_length], [max(1, tokens_per_batch // max_length)]), 2, max_steps)}
+  specs = {"bucketed": (data.bucket_spec(metadata, NUM_BUCKETS, tokens_per_batch, 1), steps),
+           "pad_to_max": (data.BucketSpec([max_length], [max(1, tokens_per_batch // max_length)]), max_steps)}
   results = {"data_dir": data_dir, "task": metadata.task, "num_classes": metadata.num_classes,
              "max_length": max_length, "tokens_per_batch": tokens_per_batch}
   paths = contract.shard_paths(data_dir, metadata.raw, "train")
-  for name, (spec, warm, timed) in specs.items():
-    dataset = data.make_dataset(paths, metadata.task, spec, 1, training=True, compression=metadata.compression, seed=0)
-    batch_list = [{k: v.numpy() for k, v in batch.items()} for batch in dataset.take(warm + timed)]
-    results[name] = _time_steps(batch_list, metadata.task, metadata.vocab_size, metadata.num_classes, warm)
+  for name, (spec, timed) in specs.items():
+    keras.utils.set_random_seed(0)
+    with tempfile.TemporaryDirectory() as model_dir:
+      trainer = loop.Trainer(config_lib.TrainerConfig(data_dir=data_dir, model_dir=model_dir),
+                             tf.distribute.OneDeviceStrategy("/cpu:0"), metadata)
+      dataset = data.make_dataset(paths, metadata.task, spec, 1, training=True, compression=metadata.compression,
+                                  seed=0).take(warmup + timed).cache()
+      _rows(dataset)  # fills the cache: the timed steps do not wait for input
+      iterator = iter(trainer.strategy.experimental_distribute_dataset(dataset))
+      float(trainer.run_steps(iterator, tf.constant(warmup))["loss_sum"])
+      start = time.perf_counter()
+      sums = {k: float(v) for k, v in trainer.run_steps(iterator, tf.constant(timed)).items()}
+      seconds = time.perf_counter() - start
+    results[name] = {"steps": timed, "seconds": round(seconds, 3), "real_tokens": int(sums["tokens"]),
+                     "slots": int(sums["slots"]), "padding_waste": round(1 - sums["tokens"] / sums["slots"], 4),
+                     "real_tokens_per_s": round(sums["tokens"] / seconds), "slots_per_s": round(sums["slots"] / seconds)}
   return results
 
 

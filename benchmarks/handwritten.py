@@ -17,26 +17,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import regex  # pylint: disable=g-import-not-at-top  (apache-beam[gcp] requires it)
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 from benchmarks import common  # pylint: disable=g-import-not-at-top
 
-try:
-  import regex  # pylint: disable=g-import-not-at-top
-  # A token is a punctuation/symbol character, or a run of anything that is neither
-  # that nor a separator: exactly the split of pipeline/tokenize.py.
-  TOKEN = regex.compile(r"[\pP\pS]|[^\pP\pS\p{Z}\p{Cc}]+")
-except ImportError:  # `re` has no \p{..}: spell the classes out from unicodedata
-  import re  # pylint: disable=g-import-not-at-top
-  import unicodedata  # pylint: disable=g-import-not-at-top
-
-  def _char_class(predicate) -> str:
-    chars = [chr(cp) for cp in range(sys.maxunicode + 1) if predicate(unicodedata.category(chr(cp)))]
-    return "".join(re.escape(c) for c in chars)
-
-  _PUNCT = _char_class(lambda category: category[0] in "PS")
-  _SEP = _char_class(lambda category: category[0] == "Z" or category == "Cc")
-  TOKEN = re.compile(f"[{_PUNCT}]|[^{_PUNCT}{_SEP}]+")
+# A token is a punctuation/symbol character, or a run of anything that is neither that nor a
+# separator: exactly the split of pipeline/tokenize.py.
+TOKEN = regex.compile(r"[\pP\pS]|[^\pP\pS\p{Z}\p{Cc}]+")
 
 PAD, UNK = "<pad>", "<unk>"
 NUM_RESERVED = 2

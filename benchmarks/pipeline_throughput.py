@@ -2,16 +2,20 @@ r"""End-to-end tokens/s of our pipeline, the hand-written script (a) and the pla
 
 Each variant is its own process, timed from start to exit, on the same corpus in the same
 run, and reported against (a) in that run (`command` gives each variant's command line).
-`storage` measures bytes per token of our shards, without and with `--compression gzip`.
+With three sizes or more, a line fitted through our runs gives the seconds per MB above a
+fixed start-up cost. `storage` measures bytes per token of our shards, without and with
+`--compression gzip`.
 
-Example:
+Examples:
   python -m benchmarks.pipeline_throughput --sizes_mb 10,100 --out /tmp/rnn_bench/throughput.json
+  python -m benchmarks.pipeline_throughput --sizes_mb 100,300,1000 --variants ours
 """
 
 import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 from typing import Dict, List, Sequence
 
@@ -76,16 +80,39 @@ def measure(sizes_mb: Sequence[float], variants: Sequence[str], repeats: int = 1
   return results
 
 
+def linear_fit(results: Dict[str, dict], variant: str) -> dict:
+  """Least-squares seconds = fixed + slope * MB through a variant's sizes, and each size's seconds
+  per MB above that fixed cost; `spread` is how far they stray from their midpoint (±)."""
+  mb = [float(size) for size in results]
+  seconds = [per_size["runs"][variant]["seconds"] for per_size in results.values()]
+  slope, fixed = statistics.linear_regression(mb, seconds)
+  per_mb = {f"{x:g}": (y - fixed) / x for x, y in zip(mb, seconds)}
+  low, high = min(per_mb.values()), max(per_mb.values())
+  return {"fixed_seconds": round(fixed, 2), "s_per_mb": round(slope, 4), "spread": round((high - low) / (high + low), 4),
+          "s_per_mb_above_fixed": {size: round(value, 4) for size, value in per_mb.items()}}
+
+
 def print_tables(results: Dict[str, dict]) -> str:
   text = ""
   for size, per_size in results.items():
     rows = [(LABELS[variant], f"{t['seconds']:.1f}", f"{t['tokens_per_s']:,}",
-             f"**{t.get('ratio_vs_handwritten', float('nan')):.2f}x**", f"{t['cpu_seconds']:.0f}",
+             f"**{t['ratio_vs_handwritten']:.2f}x**" if "ratio_vs_handwritten" in t else "-", f"{t['cpu_seconds']:.0f}",
              f"{t['peak_tree_rss_mb']:,.0f}") for variant, t in per_size["runs"].items()]
     tokens = next(iter(per_size["runs"].values()))["tokens"]
     text += common.report(
         f"Pipeline throughput, {size} MB corpus ({per_size['corpus']['lines']:,} lines, {tokens:,} tokens)", rows,
         ["variant", "wall s", "tokens/s", "vs (a)", "CPU s", "peak RSS MB (process tree)"])
+  for variant in ("ours", "ours_1worker"):
+    if len(results) > 2 and all(variant in per_size["runs"] for per_size in results.values()):
+      fit = linear_fit(results, variant)
+      rows = [(size, f"{r['runs'][variant]['seconds']:.1f}", f"{r['runs'][variant]['cpu_seconds']:.1f}",
+               f"{fit['s_per_mb_above_fixed'][size]:.3f}", f"{r['runs'][variant]['peak_rss_mb']:,.0f}",
+               f"{r['runs'][variant]['peak_tree_rss_mb']:,.0f}") for size, r in results.items()]
+      text += common.report(
+          f"Linear cost, {LABELS[variant]}: {fit['s_per_mb']:.3f} s per MB above a fitted {fit['fixed_seconds']:.1f} s "
+          f"(±{100 * fit['spread']:.1f}%)", rows,
+          ["corpus MB", "wall s", "CPU s", "s/MB above the fitted fixed cost", "peak RSS MB, runner",
+           "peak RSS MB, all processes"])
   return text
 
 

@@ -1,9 +1,10 @@
-"""Scale: peak RSS and cost against corpus size, memory per distinct token, many distinct tokens.
+"""Scale: peak RSS against corpus size, memory per distinct token, many distinct tokens.
 
     python -m benchmarks.scale memory --multiples 1 10 100
     python -m benchmarks.scale counting --distinct_m 2
-    python -m benchmarks.scale linear --sizes_mb 100 300 1000 --tiny_mb 2
     python -m benchmarks.scale distinct --size_mb 50 --max_vocab 50000
+
+Cost against corpus size (seconds per MB) is `benchmarks.pipeline_throughput` on three sizes.
 
 `<command> --help` says what each measures; `--out` keeps the results as JSON.
 """
@@ -23,9 +24,7 @@ import tensorflow as tf
 import contract
 from benchmarks import common
 from benchmarks import corpus
-from benchmarks import pipeline_throughput
 
-_PIPELINE = ("--format", "text", "--task", "lm")
 DEMO = os.path.join(common.REPO, "data", "demo", "tagged.conll")
 
 
@@ -122,29 +121,6 @@ def counting(distinct_m: float, num_partitions: int = 8) -> dict:
   return rows
 
 
-def _pipeline(path: str, output_dir: str, *extra) -> dict:
-  return common.preprocess(path, output_dir, *_PIPELINE, *extra, log_path=output_dir + ".log")
-
-
-def linear(sizes_mb, tiny_mb: float, handwritten: bool = True) -> dict:
-  """Linear cost: seconds per MB of prose with 2 worker processes (the `ours` run of
-  pipeline_throughput) above a tiny run's fixed start-up cost; peak RSS at each size;
-  and the hand-written script on the largest."""
-  runs = {size: r["runs"]["ours"] for size, r in pipeline_throughput.measure([tiny_mb, *sizes_mb], ["ours"]).items()}
-  fixed = runs.pop(f"{tiny_mb:g}")
-  rows = {"fixed": {"mb": tiny_mb, **fixed}}
-  for size in sizes_mb:
-    run, marginal_mb = runs[f"{size:g}"], size - tiny_mb
-    rows[f"{size:g}"] = {"mb": size, **run, "s_per_mb": round((run["seconds"] - fixed["seconds"]) / marginal_mb, 4),
-                         "cpu_s_per_mb": round((run["cpu_seconds"] - fixed["cpu_seconds"]) / marginal_mb, 4)}
-  if handwritten:
-    largest = max(sizes_mb)
-    hand = pipeline_throughput.measure([largest], ["handwritten"])[f"{largest:g}"]["runs"]["handwritten"]
-    rows["handwritten"] = {"mb": largest, "seconds": hand["seconds"], "peak_rss_mb": hand["peak_rss_mb"],
-                           "speedup": round(hand["seconds"] / rows[f"{largest:g}"]["seconds"], 2)}
-  return rows
-
-
 def distinct_corpus(prose_path: str, path: str, every: int = 3) -> dict:
   """The prose with every `every`-th word replaced by a new identifier (a distinct token)."""
   if os.path.exists(path):
@@ -170,10 +146,10 @@ def distinct(size_mb: float, max_vocab: int) -> dict:
   rows = {"corpus": mixed}
   for name, path in (("prose", prose["path"]), ("distinct", mixed["path"])):
     output_dir = os.path.join(work, "scale", f"{name}_{size_mb:g}")
-    rows[name] = {"mb": round(os.path.getsize(path) / 1e6, 1),
-                  **_pipeline(path, output_dir, "--max_vocab", max_vocab)}
-    with open(os.path.join(output_dir, "metadata.json"), encoding="utf-8") as f:
-      rows[name]["vocab"] = json.load(f)["vocab"]["size"]
+    timing = common.preprocess(path, output_dir, "--format", "text", "--task", "lm", "--max_vocab", max_vocab,
+                               log_path=output_dir + ".log")
+    rows[name] = {"mb": round(os.path.getsize(path) / 1e6, 1), **timing,
+                  "vocab": contract.load_metadata(output_dir).vocab_size}
   rows["rss_ratio"] = round(rows["distinct"]["peak_rss_mb"] / rows["prose"]["peak_rss_mb"], 3)
   return rows
 
@@ -185,9 +161,6 @@ def main(argv=None):
                  [(["--multiples"], {"type": int, "nargs": "+", "default": [1, 10, 100]})]),
       "counting": (lambda args: counting(args.distinct_m), as_json, counting.__doc__,
                    [(["--distinct_m"], {"type": float, "default": 2})]),
-      "linear": (lambda args: linear(args.sizes_mb, args.tiny_mb, not args.no_handwritten), as_json, linear.__doc__,
-                 [(["--sizes_mb"], {"type": float, "nargs": "+", "default": [100, 300, 1000]}),
-                  (["--tiny_mb"], {"type": float, "default": 2}), (["--no_handwritten"], {"action": "store_true"})]),
       "distinct": (lambda args: distinct(args.size_mb, args.max_vocab), as_json,
                    "Many distinct tokens: peak RSS on prose with every third word a new identifier, against the prose",
                    [(["--size_mb"], {"type": float, "default": 50}),

@@ -8,7 +8,6 @@ medians; the LM and the tagger train the same steps with the same flags on both 
 """
 
 import logging
-import math
 import os
 import shutil
 import statistics as stats
@@ -33,14 +32,6 @@ def train(data_dir, model_dir, steps, *extra) -> dict:
       "trainer.task", "--data_dir", data_dir, "--model_dir", model_dir, "--train_steps", steps,
       "--eval_every", steps, "--checkpoint_every", steps, "--seed", 1, *extra), log_path=model_dir + ".log")
   return common.read_json(os.path.join(model_dir, "metrics.json"))
-
-
-def bits_per_char(metrics: dict, metadata: contract.Metadata) -> float:
-  """Total eval log-loss in bits over the eval text's characters: the same denominator for both tokenizers."""
-  if "eval_bits_per_char" in metrics:  # the trainer's own, where it reports it
-    return metrics["eval_bits_per_char"]
-  predicted = metadata.tokens("eval") - metadata.examples("eval")  # each token predicts the next
-  return metrics["eval_loss"] * predicted / math.log(2) / metadata.characters("eval")
 
 
 def pipeline_part(args, work) -> dict:
@@ -70,11 +61,11 @@ def lm_part(args, work) -> dict:
   results, rows = {}, []
   for tokenizer in TOKENIZERS:
     data_dir = os.path.join(work, f"lm_{tokenizer}")
-    metrics = train(data_dir, os.path.join(work, f"lm_model_{tokenizer}"), args.lm_steps)
-    bpc = bits_per_char(metrics, contract.load_metadata(data_dir))
-    results[tokenizer] = {"eval_bits_per_char": bpc, "metrics": metrics}
+    # Bits per character: the total eval log-loss over the eval text's characters, the same
+    # denominator for both tokenizers (the trainer reports it from metadata.json).
+    results[tokenizer] = metrics = train(data_dir, os.path.join(work, f"lm_model_{tokenizer}"), args.lm_steps)
     rows.append([tokenizer, args.lm_steps, f"{metrics['eval_loss']:.3f}", f"{metrics['eval_perplexity']:.1f}",
-                 f"{bpc:.3f}"])
+                 f"{metrics['eval_bits_per_char']:.3f}"])
   common.report(f"LM after {args.lm_steps} steps", rows,
                 ["tokenizer", "steps", "eval loss/token", "perplexity", "eval bits/char"])
   return results

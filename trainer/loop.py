@@ -220,7 +220,9 @@ class Trainer:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
 
   @tf.function
-  def _train_steps(self, iterator, num_steps: tf.Tensor):
+  def run_steps(self, iterator, num_steps: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """`num_steps` training steps on batches from `iterator` (a distributed iterator); their
+    summed loss, target count, real tokens and padded slots."""
     totals = {k: tf.constant(0.0) for k in ("loss_sum", "count", "tokens", "slots")}
     for _ in tf.range(num_steps):
       sums = self._reduce(self.strategy.run(self._train_replica_step, args=(next(iterator),)))
@@ -288,7 +290,7 @@ class Trainer:
       interval = min(config.log_every, config.train_steps - self.step,
                      _steps_to_next(self.step, config.eval_every), _steps_to_next(self.step, config.checkpoint_every))
       begin = time.time()
-      sums = {k: float(v) for k, v in self._train_steps(iterator, tf.constant(interval)).items()}
+      sums = {k: float(v) for k, v in self.run_steps(iterator, tf.constant(interval)).items()}
       seconds = time.time() - begin
       step = self.step
       run_seconds += seconds
