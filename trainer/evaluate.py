@@ -69,7 +69,7 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
       inputs["label_ids"] = batch[contract.LABELS if model.task == "tag" else contract.LABEL]
     for key, value in score(**inputs).items():
       totals[key] += float(value)
-  return metrics_lib.eval_metrics(totals, model.task, metadata.splits.get(split, {}).get("characters"))
+  return metrics_lib.eval_metrics(totals, model.task, metadata.characters(split))
 
 
 def evaluate_file(model: serving.Model, path: str, file_format: str) -> dict:

@@ -244,7 +244,7 @@ class Trainer:
     for batch in self._eval_datasets[split]:
       for k, v in self._eval_step(batch).items():
         totals[k] += float(v)
-    return metrics_lib.eval_metrics(totals, self.task, self.metadata.splits.get(split, {}).get("characters"))
+    return metrics_lib.eval_metrics(totals, self.task, self.metadata.characters(split))
 
   def request_stop(self, *_):
     """On SIGTERM (preemption): finish the current steps, checkpoint, exit."""
