@@ -7,11 +7,11 @@ Every entry point imports this module first, before anything that imports Tensor
 Two kinds of lines would otherwise come before a CLI's own output:
 - TensorFlow's C++ logging, which reads `TF_CPP_MIN_LOG_LEVEL` once, when TensorFlow is
   loaded. It is set here (unless the environment already sets it) to 3: fatal only. Level 2
-  (errors) still lets through error lines that report nothing wrong: where oneDNN is on
-  (CPUs with AVX-512 BF16 or AMX), its graph rewrite logs "oneDNN supports DT_INT64 only on
-  platforms with AVX-512" at ERROR for every integer or boolean op it passes over, in the
-  pipeline, the trainer and predict alike. An error that stops a run reaches the console as
-  the Python exception TensorFlow raises, which no log level hides.
+  (errors) still lets through error lines that report nothing wrong: where oneDNN is on (by
+  default on x86 CPUs with AVX-512 VNNI or BF16, or AMX), its graph rewrite logs "oneDNN
+  supports DT_INT64 only on platforms with AVX-512" at ERROR for integer and boolean ops it
+  passes over, in the pipeline, the trainer and predict alike. An error that stops a run
+  reaches the console as the Python exception TensorFlow raises, which no log level hides.
 - absl's C++ logging before `absl::InitializeLog()`, which TensorFlow never calls: the
   start-up lines ("All log messages before absl::InitializeLog() is called are written to
   STDERR", `cudart_stub.cc` on a machine without CUDA, `cuda_platform.cc` "failed call to

@@ -27,7 +27,7 @@ def test_light_clis_import_no_beam_or_tft_and_print_no_tensorflow_start_up_lines
       ("trainer.evaluate", ["--model_dir", model_dir, "--data_dir", demo_tag_data], None),
       ("trainer.predict", ["--model_dir", model_dir], "The cat sleeps\n\nAlice sees the dog\n"),
   ]
-  # oneDNN forced on, as it is by default on CPUs with AVX-512 BF16 or AMX: its graph rewrite
+  # oneDNN forced on, as by default on CPUs with AVX-512 VNNI or BF16, or AMX: its graph rewrite
   # logs an error-level line about integer ops that must not reach the console either.
   results, console = run_clis_in_one_process(commands, env={"TF_CPP_MIN_LOG_LEVEL": None,
                                                             "TF_ENABLE_ONEDNN_OPTS": "1"})
