@@ -58,6 +58,9 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
   if theirs is not None and vocab_fingerprints(data_dir, metadata) != theirs:
     raise serving.UsageError(f"--data_dir {data_dir}: its vocab.txt/labels.txt differ from the model's, so its ids "
                              "mean other tokens; evaluate raw files with --input FILE --format F instead")
+  if metadata.examples(split) == 0:
+    raise serving.UsageError(f"--data_dir {data_dir} has no {split} examples (pipeline.preprocess "
+                             f"--eval_fraction 0, or too few records): there is nothing to evaluate")
   paths = contract.shard_paths(data_dir, metadata.raw, split)
   spec = data.bucket_spec(metadata.raw, TrainerConfig.num_buckets, tokens_per_batch, 1, TrainerConfig.pad_multiple)
   dataset = data.make_dataset(paths, metadata.task, spec, 1, training=False, compression=metadata.compression)

@@ -118,6 +118,10 @@ class Trainer:
     self.train_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "train")
     self.eval_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "eval")
     self.native_parser = ops.available()  # decided once: the same parser for every dataset of the run
+    # Without eval examples (pipeline --eval_fraction 0, or a corpus too small for one) there is
+    # nothing to evaluate: a split of zeros would score a perfect loss, and the first
+    # evaluation would stay "best" and be exported. Such a run trains and exports its last step.
+    self.evaluates = self.metadata.examples("eval") > 0
     self._eval_datasets = {}  # split → its distributed eval dataset
     self._stop_requested = False
     self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -282,6 +286,9 @@ class Trainer:
     if restored:
       logging.info("Resumed from %s at step %d", restored, start)
     self.best.load()
+    if not self.evaluates:
+      logging.warning("%s has no eval examples (pipeline.preprocess --eval_fraction 0, or too few records): "
+                      "training without evaluation; the export is the last step", config.data_dir)
     iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
     metrics = {"global_step": start, "replicas": self.replicas, "parser": self.parser_name}
     run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
@@ -312,7 +319,7 @@ class Trainer:
         tf.summary.scalar("train/padding_waste", 1.0 - sums["tokens"] / max(sums["slots"], 1.0))
       # Evaluate before checkpointing: a run killed in between re-evaluates the same
       # weights when it resumes, and BestCheckpoint does not count that evaluation twice.
-      if step % config.eval_every == 0 or step == config.train_steps:
+      if self.evaluates and (step % config.eval_every == 0 or step == config.train_steps):
         metrics.update(self._evaluate_and_log(step))
         self.early_stopped = self._out_of_patience()
         if self.early_stopped:
@@ -326,14 +333,14 @@ class Trainer:
       self.stopped_early = True
       self.writer.flush()
       return metrics
-    if "eval_loss" not in metrics:
+    if self.evaluates and "eval_loss" not in metrics:
       metrics.update(self._evaluate_and_log(self.step))
     metrics.update(self._exported_metrics(metrics))
     self.writer.flush()
     return metrics
 
   def _exported_metrics(self, metrics: dict) -> dict:
-    """`best_step` and `best`: the step that is exported and its eval metrics."""
+    """`best_step` and `best`: the step that is exported and its eval metrics (none without eval)."""
     if self.config.export == "best" and self.best.step is not None:
       return {"best_step": self.best.step, "best": self.best.metrics}
     return {"best_step": self.step, "best": {k: v for k, v in metrics.items() if k.startswith("eval_")}}

@@ -83,6 +83,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   except contract.DataDirError as error:
     parser.error(str(error))
   config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
+  if config.early_stopping and metadata.examples("eval") == 0:
+    parser.error(f"--early_stopping needs eval examples, and {args.data_dir} has none; rerun pipeline.preprocess "
+                 "with a larger --eval_fraction (or more records)")
 
   # TensorFlow and Keras are imported only now: device setup must precede their first use.
   import keras  # pylint: disable=g-import-not-at-top
@@ -133,7 +136,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   print(f"Trained to step {metrics['global_step']}{stopped} on {metrics['replicas']} replicas: "
         + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "eval_accuracy", "eval_perplexity")
                     if k in metrics)
-        + f"; exported step {exported_step} ({config.export}) to {export_path}, metrics in {metrics_path}")
+        + f"; exported step {exported_step} ({config.export if trainer.evaluates else 'last: no eval examples'}) "
+        f"to {export_path}, metrics in {metrics_path}")
   return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import contract
-from tests.conftest import DEMO_TAGGER_FLAGS, call_cli, read_records
+from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_records
 from trainer import task
 from trainer.config import TrainerConfig
 from trainer.model import build_model
@@ -92,6 +92,26 @@ def test_refuses_a_data_dir_without_completed(tmp_path):
   process = train(tmp_path / "data", tmp_path / "model", check=False)
   assert process.returncode == 2
   assert "COMPLETED" in process.stderr.strip().splitlines()[-1]
+
+
+def test_without_eval_examples_it_trains_without_evaluating_and_exports_the_last_step(tmp_path):
+  # --eval_fraction 0 leaves nothing to evaluate. A split of zeros would score a perfect loss
+  # at the first evaluation, which would then stay "best" and be exported, undertrained.
+  with open(os.path.join(ROOT, "data", "demo", "tagged.conll"), encoding="utf-8") as f:
+    sentences = f.read().split("\n\n")[:300]
+  corpus, data, model = tmp_path / "small.conll", tmp_path / "data", tmp_path / "model"
+  corpus.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+  preprocess(corpus, data, "conll", "tag", "--eval_fraction", "0")
+  refused = train(data, model, "--early_stopping", "1", check=False)
+  assert refused.returncode == 2 and "--early_stopping needs eval examples" in refused.stderr
+  process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2")
+  assert "no eval examples" in process.stderr and "exported step 6 (last: no eval examples)" in process.stdout
+  with open(model / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics["global_step"] == metrics["best_step"] == 6 and metrics["best"] == {}
+  assert not [key for key in metrics if key.startswith("eval_")]
+  evaluated = call_cli("trainer.evaluate", "--model_dir", model, "--data_dir", data, check=False)
+  assert evaluated.returncode == 2 and "no eval examples" in evaluated.stderr
 
 
 def train_until_preempted(*args):
