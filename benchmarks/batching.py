@@ -142,7 +142,8 @@ def training(data_dir: str, tokens_per_batch: int = TOKENS_PER_BATCH, steps: int
       seconds = time.perf_counter() - start
     results[name] = {"steps": timed, "seconds": round(seconds, 3), "real_tokens": int(sums["tokens"]),
                      "slots": int(sums["slots"]), "padding_waste": round(1 - sums["tokens"] / sums["slots"], 4),
-                     "real_tokens_per_s": round(sums["tokens"] / seconds), "slots_per_s": round(sums["slots"] / seconds)}
+                     "real_tokens_per_s": round(sums["tokens"] / seconds),
+                     "slots_per_s": round(sums["slots"] / seconds)}
   return results
 
 

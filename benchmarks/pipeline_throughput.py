@@ -88,7 +88,8 @@ def linear_fit(results: Dict[str, dict], variant: str) -> dict:
   slope, fixed = statistics.linear_regression(mb, seconds)
   per_mb = {f"{x:g}": (y - fixed) / x for x, y in zip(mb, seconds)}
   low, high = min(per_mb.values()), max(per_mb.values())
-  return {"fixed_seconds": round(fixed, 2), "s_per_mb": round(slope, 4), "spread": round((high - low) / (high + low), 4),
+  return {"fixed_seconds": round(fixed, 2), "s_per_mb": round(slope, 4),
+          "spread": round((high - low) / (high + low), 4),
           "s_per_mb_above_fixed": {size: round(value, 4) for size, value in per_mb.items()}}
 
 

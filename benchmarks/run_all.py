@@ -1,8 +1,9 @@
 r"""Runs the core benchmarks once; writes one JSON of results and the tables as Markdown.
 
 Corpora, then pipeline throughput, storage, padding, trainer input, training and memory
-(`--only` picks some). Scale, WordPiece and the LM oracle run on their own (BENCHMARKS.md). Everything generated goes under --work_dir, never into the repo; a
-benchmark that imports TensorFlow runs in its own process, so one does not warm up the next.
+(`--only` picks some); scale, WordPiece and the LM oracle run on their own (BENCHMARKS.md).
+Everything generated goes under --work_dir, never into the repo; a benchmark that imports
+TensorFlow runs in its own process, so one does not warm up the next.
 
 Example:
   python -m benchmarks.run_all --out /tmp/rnn_bench/results.json
