@@ -51,7 +51,8 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
   """Refuses a MODEL_DIR trained with other settings; records ours on a first run.
 
   model.json also records the vocabularies' fingerprints, so trainer.evaluate can refuse
-  data whose ids mean other tokens.
+  data whose ids mean other tokens, and the data's tokenizer (metadata.json's), so
+  trainer.predict --generate can join WordPiece pieces into words.
   """
   path = os.path.join(config.model_dir, MODEL_FILE)
   metadata = _typed(metadata)
@@ -69,7 +70,8 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
                           "use a new --model_dir, or the same data and model flags to resume")
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
-    write_json(path, {**ours, "fingerprints": fingerprints})  # others may read it at any moment: never half-written
+    write_json(path, {**ours, "fingerprints": fingerprints,  # others may read it at any moment: never half-written
+                      "tokenizer": metadata.raw.get("tokenizer", {"type": "word"})})
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:

@@ -70,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_serving(model_dir: str):
-  """MODEL_DIR/export → (the loaded SavedModel, its task from model.json)."""
+  """MODEL_DIR/export → (the loaded SavedModel, its task, its WordPiece suffix or None), from model.json."""
   model = serving.load_model(model_dir)
+  tokenizer = model.description.get("tokenizer", {})  # absent in model dirs that predate it: words
   # The caller keeps the loaded object, not just a signature: it owns the variables.
-  return model.loaded, model.task
+  return model.loaded, model.task, tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
 
 
 class TokenVocab(NamedTuple):
@@ -255,8 +256,26 @@ def predict_file(loaded, task: str, path: str, file_format: str, out, batch_size
 
 # --- --generate N (lm) --------------------------------------------------------------------
 
-def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, seed: int) -> List[str]:
-  """Each text followed by `num_tokens` tokens sampled from the model (never <pad> or <unk>)."""
+def join_generated(text: str, tokens: Sequence[str], wordpiece_suffix: Optional[str]) -> str:
+  """A text and the tokens generated after it, space-separated; a WordPiece continuation piece
+  (`##ing`) joins the word before it, the text's last word included.
+
+  >>> join_generated("the walk", ["##ing", "dog", "##s", "."], "##")
+  'the walking dogs .'
+  """
+  line = text
+  for token in tokens:
+    if wordpiece_suffix and token.startswith(wordpiece_suffix) and len(token) > len(wordpiece_suffix):
+      line += token[len(wordpiece_suffix):]
+    else:
+      line += " " + token
+  return line
+
+
+def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, seed: int,
+             wordpiece_suffix: Optional[str] = None) -> List[str]:
+  """Each text followed by `num_tokens` tokens sampled from the model (never <pad> or <unk>),
+  WordPiece pieces joined into words (`wordpiece_suffix`, e.g. "##": model.json's tokenizer)."""
   rng = np.random.default_rng(seed)
   raw, next_token = loaded.signatures["raw"], loaded.signatures["next_token"]
   lines = []
@@ -275,7 +294,7 @@ def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, 
       generated.append(token_ids[-1])
     names = next_token(token_ids=tf.constant([generated or [contract.PAD_ID]], tf.int64),
                        length=tf.constant([1], tf.int64))["tokens"].numpy()[0]
-    lines.append(" ".join([text] + [name.decode("utf-8") for name in names[:len(generated)]]))
+    lines.append(join_generated(text, [name.decode("utf-8") for name in names[:len(generated)]], wordpiece_suffix))
   return lines
 
 
@@ -289,7 +308,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   if args.input and args.texts:
     parser.error("give texts as arguments or --input FILE, not both")
   try:
-    loaded, task = load_serving(args.model_dir)
+    loaded, task, wordpiece_suffix = load_serving(args.model_dir)
     token_vocab = load_token_vocab(args.data_dir, task) if args.data_dir and task == "tag" else None
     if args.generate and task != "lm":
       raise UsageError(f"--generate needs a language model; this is a {task} model")
@@ -316,7 +335,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   count = 0
   for batch in batches(read_texts(args.texts), args.batch_size):
     if args.generate:
-      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count)
+      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count, wordpiece_suffix)
     else:
       lines = format_outputs(task, serve(text=tf.constant(batch)), token_vocab)
     for line in lines:

@@ -94,14 +94,14 @@ def test_refuses_a_data_dir_without_completed(tmp_path):
   assert "COMPLETED" in process.stderr.strip().splitlines()[-1]
 
 
-def test_without_eval_examples_it_trains_without_evaluating_and_exports_the_last_step(tmp_path):
+def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_as_its_shards(tmp_path):
   # --eval_fraction 0 leaves nothing to evaluate. A split of zeros would score a perfect loss
   # at the first evaluation, which would then stay "best" and be exported, undertrained.
-  with open(os.path.join(ROOT, "data", "demo", "tagged.conll"), encoding="utf-8") as f:
-    sentences = f.read().split("\n\n")[:300]
-  corpus, data, model = tmp_path / "small.conll", tmp_path / "data", tmp_path / "model"
-  corpus.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
-  preprocess(corpus, data, "conll", "tag", "--eval_fraction", "0")
+  with open(os.path.join(ROOT, "data", "demo", "sentences.txt"), encoding="utf-8") as f:
+    lines = f.read().splitlines()[:300]
+  corpus, data, model = tmp_path / "sentences.txt", tmp_path / "data", tmp_path / "model"
+  corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0")
   refused = train(data, model, "--early_stopping", "1", check=False)
   assert refused.returncode == 2 and "--early_stopping needs eval examples" in refused.stderr
   process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2")
@@ -110,8 +110,30 @@ def test_without_eval_examples_it_trains_without_evaluating_and_exports_the_last
     metrics = json.load(f)
   assert metrics["global_step"] == metrics["best_step"] == 6 and metrics["best"] == {}
   assert not [key for key in metrics if key.startswith("eval_")]
-  evaluated = call_cli("trainer.evaluate", "--model_dir", model, "--data_dir", data, check=False)
-  assert evaluated.returncode == 2 and "no eval examples" in evaluated.stderr
+  evaluate = lambda *args: call_cli("trainer.evaluate", "--model_dir", model, *args, check=False)
+  refused = evaluate("--data_dir", data)
+  assert refused.returncode == 2 and "no eval examples" in refused.stderr
+
+  # The export on the raw file (its transform_fn, then the model) scores what the train
+  # shards' ids score, and trainer.predict's per-line log-likelihoods add up to it.
+  on_shards = json.loads(evaluate("--data_dir", data, "--split", "train").stdout)
+  on_text = json.loads(evaluate("--input", corpus, "--format", "text").stdout)
+  assert on_text["eval_tokens"] == on_shards["eval_tokens"] and on_text["eval_examples"] == len(lines)
+  for key in ("eval_loss", "eval_bits_per_char"):
+    assert on_text[key] == pytest.approx(on_shards[key], rel=1e-5)
+  predicted = call_cli("trainer.predict", "--model_dir", model, "--input", corpus, "--format", "text").stdout
+  log_likelihoods = [float(line.split()[1]) for line in predicted.splitlines()]
+  targets = on_shards["eval_tokens"] - on_shards["eval_examples"]  # each token predicts the next
+  assert len(log_likelihoods) == len(lines)
+  assert -sum(log_likelihoods) == pytest.approx(on_shards["eval_loss"] * targets, rel=1e-4)
+
+  # --generate joins continuation pieces into words, as the corpus was written.
+  generated = call_cli("trainer.predict", "--model_dir", model, "--generate", "40", "--seed", "1",
+                       "the heavy engineer").stdout.strip()
+  with open(data / "vocab.txt", encoding="utf-8") as f:
+    assert sum(line.startswith("##") for line in f) > 10  # plenty of continuation pieces to draw
+  assert generated.startswith("the heavy engineer") and "##" not in generated
+  assert len(generated.split()) < 3 + 40
 
 
 def train_until_preempted(*args):
