@@ -70,8 +70,9 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
                           "use a new --model_dir, or the same data and model flags to resume")
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
-    write_json(path, {**ours, "fingerprints": fingerprints,  # others may read it at any moment: never half-written
-                      "tokenizer": metadata.raw.get("tokenizer", {"type": "word"})})
+    tokenizer = {"type": metadata.tokenizer or "word", "suffix_indicator": metadata.wordpiece_suffix}
+    # Others may read it at any moment: never half-written.
+    write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer})
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:

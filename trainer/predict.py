@@ -74,7 +74,7 @@ def load_serving(model_dir: str):
   model = serving.load_model(model_dir)
   tokenizer = model.description.get("tokenizer", {})  # absent in model dirs that predate it: words
   # The caller keeps the loaded object, not just a signature: it owns the variables.
-  return model.loaded, model.task, tokenizer.get("suffix_indicator") if tokenizer.get("type") == "wordpiece" else None
+  return model.loaded, model.task, tokenizer.get("suffix_indicator")
 
 
 class TokenVocab(NamedTuple):
