@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 import re
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -149,6 +149,11 @@ class Metadata:
   counts: Mapping  # read, written, truncated; filtered and dead_letter as {reason: n}
   unk_rate: Mapping[str, float]  # per split: the share of written tokens that are <unk>
   tokenizer: Optional[str]  # "word" or "wordpiece"; None in outputs that predate --tokenizer
+
+  @classmethod
+  def of(cls, metadata: Union["Metadata", Mapping]) -> "Metadata":
+    """`metadata` as a Metadata: itself, or metadata.json's dict read into one."""
+    return metadata if isinstance(metadata, cls) else cls.from_dict(metadata)
 
   @classmethod
   def from_dict(cls, metadata: Mapping) -> "Metadata":

@@ -44,13 +44,9 @@ class BucketSpec:
   pad_multiple: int = 0
 
 
-def _typed(metadata: Union[contract.Metadata, Mapping]) -> contract.Metadata:
-  return metadata if isinstance(metadata, contract.Metadata) else contract.Metadata.from_dict(metadata)
-
-
 def max_length(metadata: Union[contract.Metadata, Mapping]) -> int:
   """The longest sequence of any split (1 if there are none)."""
-  lengths = [length for histogram in _typed(metadata).length_histogram.values() for length in histogram]
+  lengths = [length for histogram in contract.Metadata.of(metadata).length_histogram.values() for length in histogram]
   return max(lengths) if lengths else 1
 
 
@@ -68,7 +64,7 @@ def bucket_spec(metadata: Union[contract.Metadata, Mapping], num_buckets: int, t
   For example, boundaries [4, 8] (and no longer eval sequence), a budget of 64 tokens and 2
   replicas give batch sizes [16, 8]: 64 // 4 = 16 rows of width 4, 64 // 8 = 8 rows of width 8.
   """
-  metadata = _typed(metadata)
+  metadata = contract.Metadata.of(metadata)
   boundaries = list(metadata.boundaries(num_buckets))
   longest = max_length(metadata)
   if longest > boundaries[-1]:  # an eval sequence longer than any train one: no drop

@@ -90,17 +90,17 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow and Keras are imported only now: device setup must precede their first use.
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import distribution, export, loop  # pylint: disable=g-import-not-at-top
+  from trainer import distribution, export, loop, model_dir  # pylint: disable=g-import-not-at-top
 
   strategy = distribution.make_strategy(config.cpu_replicas)
   is_chief, worker_name = distribution.worker_role()
   try:
-    loop.check_model_dir(config, metadata, write=is_chief)
-  except loop.ModelDirError as error:
+    model_dir.check_model_dir(config, metadata, write=is_chief)
+  except model_dir.ModelDirError as error:
     parser.error(str(error))
   begin = time.time()
   try:
-    checked = loop.check_data(config, metadata, write=is_chief)
+    checked = model_dir.check_data(config, metadata, write=is_chief)
   except contract.DataDirError as error:
     parser.error(str(error))
   if checked is not None:
@@ -126,7 +126,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
           f"{trainer.manager.directory}; rerun the same command to resume", file=sys.stderr)
     return 128 + signal.SIGTERM
   tf.io.gfile.makedirs(trainer.output_dir)
-  metrics_path = loop.write_metrics(trainer.output_dir, metrics)
+  metrics_path = model_dir.write_metrics(trainer.output_dir, metrics)
   if not is_chief:
     print(f"Worker {worker_name} finished at step {metrics['global_step']}; metrics in {metrics_path}")
     return 0

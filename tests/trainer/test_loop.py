@@ -110,7 +110,7 @@ def test_json_files_other_workers_read_are_never_seen_half_written(tmp_path):
   # MODEL_DIR/model.json is written by the chief while the other workers may read it.
   import json  # pylint: disable=g-import-not-at-top
   import threading  # pylint: disable=g-import-not-at-top
-  from trainer.loop import write_json  # pylint: disable=g-import-not-at-top
+  from trainer.model_dir import write_json  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "model.json")
   big = {f"key{i}": list(range(100)) for i in range(100)}
   done = threading.Event()

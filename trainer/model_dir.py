@@ -1,0 +1,163 @@
+"""MODEL_DIR's own files: model.json (what the checkpoints are a model of), the data check's
+stamp, best.json with the best-so-far checkpoint, and metrics.json, each written atomically.
+"""
+
+import json
+import logging
+import os
+from typing import Optional, Union
+
+import keras
+import tensorflow as tf
+
+import contract
+from trainer import config as config_lib
+from trainer import metrics as metrics_lib
+from trainer.config import TrainerConfig
+
+METRICS_FILE = config_lib.METRICS_FILE
+MODEL_FILE = config_lib.MODEL_FILE
+DATA_CHECK_FILE = "data_check.json"  # which data the shard counts were checked for
+
+
+class ModelDirError(ValueError):
+  """A MODEL_DIR whose checkpoints are of another model: resuming would fail or mislead."""
+
+
+def model_description(config: TrainerConfig, metadata: Union[dict, contract.Metadata]) -> dict:
+  """The settings that fix the checkpoint's variables: a rerun must agree on all of them."""
+  metadata = contract.Metadata.of(metadata)
+  return {"task": metadata.task, "vocab_size": metadata.vocab_size, "num_classes": metadata.num_classes,
+          "cell": config.cell, "bidirectional": config.bidirectional, "num_layers": config.num_layers,
+          "embedding_dim": config.embedding_dim, "hidden": config.hidden}
+
+
+def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> None:
+  """Refuses a MODEL_DIR trained with other settings; records ours on a first run.
+
+  model.json also records the vocabularies' fingerprints, so trainer.evaluate can refuse
+  data whose ids mean other tokens, and the data's tokenizer (metadata.json's), so
+  trainer.predict --generate can join WordPiece pieces into words.
+  """
+  path = os.path.join(config.model_dir, MODEL_FILE)
+  metadata = contract.Metadata.of(metadata)
+  ours = model_description(config, metadata)
+  fingerprints = config_lib.vocab_fingerprints(config.data_dir, metadata)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      theirs = json.load(f)
+    different = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    if theirs.get("fingerprints", fingerprints) != fingerprints:
+      different["vocabulary"] = ("of the first run", "another")
+    if different:
+      described = ", ".join(f"{k} {old} (now {new})" for k, (old, new) in sorted(different.items()))
+      raise ModelDirError(f"--model_dir {config.model_dir} holds a model trained with {described}; "
+                          "use a new --model_dir, or the same data and model flags to resume")
+  elif write:
+    tf.io.gfile.makedirs(config.model_dir)
+    tokenizer = {"type": metadata.tokenizer or "word", "suffix_indicator": metadata.wordpiece_suffix}
+    # Others may read it at any moment: never half-written.
+    write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer})
+
+
+def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:
+  """Counts every shard's records against metadata.json, once per MODEL_DIR and data.
+
+  A rerun (resuming after preemption) of the same data skips the count; shard sizes are
+  still checked on every run, and CRCs whenever records are read.
+
+  Returns:
+    The records counted, or None when this data was already checked for this MODEL_DIR.
+
+  Raises:
+    contract.DataDirError: a count disagrees or a shard is damaged.
+  """
+  metadata = contract.Metadata.of(metadata)
+  stamp = {"data_dir": config.data_dir, "created": metadata.raw.get("created"),
+           "shards": {shard["file"]: shard.get("bytes") for split in metadata.splits.values()
+                      for shard in split["shards"]}}
+  path = os.path.join(config.model_dir, DATA_CHECK_FILE)
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      if json.load(f) == stamp:
+        return None
+  total = contract.check_counts(config.data_dir, metadata.raw)
+  if write:
+    tf.io.gfile.makedirs(config.model_dir)
+    write_json(path, stamp)
+  return total
+
+
+class BestCheckpoint:
+  """The best-so-far step's checkpoint in its own directory, and best.json naming it.
+
+  best.json ({"best_step", "best", "checkpoint", "evals_without_improvement",
+  "last_eval_step"}) is written atomically after the checkpoint it names, and the previous
+  best checkpoint is deleted only after that: a run killed at any moment resumes with a
+  best.json whose checkpoint exists.
+  """
+
+  def __init__(self, directory: str, checkpoint: tf.train.Checkpoint, task: str):
+    self.directory = directory
+    self.checkpoint = checkpoint
+    self.task = task
+    self.step: Optional[int] = None
+    self.metrics: Optional[dict] = None
+    self.prefix: Optional[str] = None
+    self.evals_without_improvement = 0
+    self.last_eval_step = -1
+
+  @property
+  def path(self) -> str:
+    return os.path.join(self.directory, config_lib.BEST_FILE)
+
+  def load(self) -> None:
+    if not tf.io.gfile.exists(self.path):
+      return
+    with tf.io.gfile.GFile(self.path) as f:
+      state = json.load(f)
+    self.step, self.metrics = state["best_step"], state["best"]
+    self.prefix = os.path.join(self.directory, state["checkpoint"])
+    self.evals_without_improvement = state["evals_without_improvement"]
+    self.last_eval_step = state["last_eval_step"]
+    logging.info("Best so far: step %d, %s", self.step, self.metrics)
+
+  def update(self, step: int, results: dict) -> bool:
+    """Records an evaluation of `step`; checkpoints it if it is the best so far."""
+    if step <= self.last_eval_step:  # evaluated before a kill, resumed from an older checkpoint
+      return step == self.step
+    improved = metrics_lib.better(results, self.metrics, self.task)
+    old_prefix = self.prefix
+    if improved:
+      tf.io.gfile.makedirs(self.directory)
+      self.prefix = self.checkpoint.write(os.path.join(self.directory, f"ckpt-{step}"))
+      self.step, self.metrics, self.evals_without_improvement = step, dict(results), 0
+    else:
+      self.evals_without_improvement += 1
+    self.last_eval_step = step
+    write_json(self.path, {"best_step": self.step, "best": self.metrics, "checkpoint": os.path.basename(self.prefix),
+                           "evals_without_improvement": self.evals_without_improvement,
+                           "last_eval_step": step})
+    if improved and old_prefix and old_prefix != self.prefix:
+      for stale in tf.io.gfile.glob(old_prefix + ".*"):
+        tf.io.gfile.remove(stale)
+    return improved
+
+  def restore_model(self, model: keras.Model) -> None:
+    model_variables = {variable.path: variable.value for variable in model.variables}
+    tf.train.Checkpoint(model=model, variables=model_variables).read(self.prefix).expect_partial()
+
+
+def write_json(path: str, value: dict) -> None:
+  """Writes to a temporary name and renames: a reader sees the old file or the new one."""
+  temp_path = f"{path}.tmp-{os.getpid()}"
+  with tf.io.gfile.GFile(temp_path, "w") as f:
+    json.dump(value, f, indent=1, sort_keys=True)
+  tf.io.gfile.rename(temp_path, path, overwrite=True)
+
+
+def write_metrics(model_dir: str, metrics: dict) -> str:
+  """MODEL_DIR/metrics.json, written atomically."""
+  path = os.path.join(model_dir, METRICS_FILE)
+  write_json(path, metrics)
+  return path
