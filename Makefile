@@ -3,10 +3,32 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= demo_out
+# Beam's Prism runner and the Python SDK's boot program (Go), built at the Beam version that
+# requirements.txt pins, into one folder that pipeline/runners.py reads.
+BEAM_VERSION := $(shell sed -n 's/^apache-beam\(\[[a-z,]*\]\)\{0,1\}==\([0-9.]*\).*/\2/p' requirements.txt)
+BEAM_BIN := build/beam
+GO ?= go
 
-.PHONY: setup demo test bench clean
+.PHONY: setup beam-binaries demo test bench prism-up prism-down clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed beam-binaries
+
+beam-binaries: $(BEAM_BIN)/.built-$(BEAM_VERSION)
+
+# Rebuilt only when the Beam version changes (the stamp names it). Go downloads the Beam
+# module once, here; nothing is downloaded when a job runs.
+$(BEAM_BIN)/.built-$(BEAM_VERSION):
+	@command -v $(GO) >/dev/null || { echo "$(GO) not found: make setup builds Beam's Prism runner and boot program with Go 1.26 or later (https://go.dev/doc/install)"; exit 2; }
+	@test -n "$(BEAM_VERSION)" || { echo "no apache-beam==VERSION line in requirements.txt"; exit 2; }
+	rm -rf $(BEAM_BIN)/gobin && mkdir -p $(BEAM_BIN)/gobin
+	GOBIN=$(abspath $(BEAM_BIN))/gobin $(GO) install github.com/apache/beam/sdks/v2/go/cmd/prism@v$(BEAM_VERSION) \
+	    github.com/apache/beam/sdks/v2/python/container@v$(BEAM_VERSION)
+	mv $(BEAM_BIN)/gobin/prism $(BEAM_BIN)/prism
+	mv $(BEAM_BIN)/gobin/container $(BEAM_BIN)/boot
+	rmdir $(BEAM_BIN)/gobin
+	echo $(BEAM_VERSION) > $(BEAM_BIN)/VERSION
+	rm -f $(BEAM_BIN)/.built-*
+	touch $@
 
 $(VENV)/.installed: requirements.txt setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 2; }
@@ -40,6 +62,14 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks.run_all
+
+# A standalone Prism job server on localhost:8073, for --runner PortableRunner --job_endpoint
+# localhost:8073; its pid and log go to build/beam/run/. prism-down stops it and its workers.
+prism-up: setup
+	$(PY) -m pipeline.runners up
+
+prism-down:
+	$(PY) -m pipeline.runners down
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

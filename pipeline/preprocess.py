@@ -51,6 +51,7 @@ from pipeline import config as config_lib
 from pipeline import counts
 from pipeline import lines
 from pipeline import read
+from pipeline import runners
 from pipeline import statistics
 from pipeline import transform
 from pipeline import vocabulary
@@ -236,6 +237,10 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
   if standard.runner in (None, "DirectRunner"):
     # DirectRunner may first try Prism, a runner binary it downloads; run in Python instead.
     standard.runner = "FnApiRunner"
+  try:
+    runners.complete(options)  # what --runner PrismRunner or --environment_type PROCESS needs here
+  except runners.Unavailable as error:
+    raise UsageError(str(error)) from None
   return options
 
 
@@ -367,13 +372,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   known, pipeline_args = parser.parse_known_args(argv)
   if not known.verbose:  # a failed job is our one error line, not Beam's logged tracebacks
     logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
-  config = config_lib.from_flags(known)
+  config = runners.absolute_paths(config_lib.from_flags(known))
   try:
     check_pipeline_args(pipeline_args, parser)
+    options = pipeline_options(pipeline_args)
     check_config(config)
     input_files = match_inputs(config.inputs)
     prepare_output_dir(config.output_dir, known.overwrite)
-    options = pipeline_options(pipeline_args)
   except UsageError as error:
     if known.verbose:
       logging.exception("usage error")
@@ -390,8 +395,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   gc.freeze()
   gc.set_threshold(50_000, 20, 100)
   try:
-    result = pipeline.run()
-    result.wait_until_finish()
+    result = runners.run(pipeline)  # and stops every process the job started
   except Exception as error:  # pylint: disable=broad-except  # no COMPLETED: a rerun starts over
     if known.verbose:
       raise

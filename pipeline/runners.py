@@ -1,0 +1,551 @@
+r"""Beam's Prism runner and its SDK workers, each from one flag, and no process left behind.
+
+    --runner PrismRunner           Prism from build/beam/ (`make setup` builds it at the Beam version
+                                   of requirements.txt), started for the job on a free port and
+                                   stopped after it; LOOPBACK workers (in this process) by default
+    --environment_type PROCESS     SDK workers started through Beam's boot program
+                                   (pipeline/boot_worker.sh), running this venv's Python on this code
+    --runner PortableRunner --job_endpoint localhost:8073
+                                   the standalone Prism job server of `make prism-up`; PROCESS
+                                   workers unless --environment_type says otherwise
+
+A user's own --prism_location, --job_endpoint and --environment_config win. Every process
+a job starts (its Prism, boot, SDK workers) carries `RNN_BEAM_JOB=<token>` in its
+environment, and `run` stops each one when the job ends, whether it succeeded or failed;
+the standalone server's processes carry `RNN_BEAM_SERVER=<its run folder>` for
+`make prism-down`. Logs and pids go under build/beam/run/: `jobs/<token>/` holds a job's
+`prism.log` and its workers' folders (removed when the job succeeds), `server.pid` and
+`server.log` the standalone server's.
+
+    python -m pipeline.runners up [--port 8073]     # make prism-up
+    python -m pipeline.runners down                 # make prism-down
+
+Nothing here imports Beam at module level, so the two commands start at once.
+"""
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, Iterator, List, Optional
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEAM_DIR = os.path.join(ROOT, "build", "beam")  # prism, boot and VERSION: `make setup`
+VERSION_FILE = os.path.join(BEAM_DIR, "VERSION")  # the Beam version they were built at
+RUN_DIR = os.path.join(BEAM_DIR, "run")
+BOOT_WORKER = os.path.join(ROOT, "pipeline", "boot_worker.sh")
+SERVER_PORT = 8073
+JOB_VARIABLE, SERVER_VARIABLE = "RNN_BEAM_JOB", "RNN_BEAM_SERVER"
+START_SECONDS = 60  # for Prism to listen
+# Beam waits 300 s for a job server to answer; one on this machine answers at once or is gone.
+LOCAL_JOB_SERVER_SECONDS = 30
+# A job's own Prism stops itself when it has had no job for this long: the driver normally
+# stops it, this is for a driver that was killed before it could.
+IDLE_SHUTDOWN = "120s"
+_LISTENING = re.compile(r'msg="Serving JobManagement" endpoint=(\S+)')
+
+
+class Unavailable(Exception):
+  """What the runner asked for is not here: Prism or boot not built (or for another Beam
+  version), or no job server at a local --job_endpoint."""
+
+
+def binary(name: str) -> str:
+  """build/beam/NAME (`prism` or `boot`), if it was built for the installed Beam version."""
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  version = metadata.version("apache-beam")  # without importing Beam
+  path = os.path.join(BEAM_DIR, name)
+  try:
+    with open(VERSION_FILE, encoding="utf-8") as f:
+      built = f.read().strip()
+  except OSError:
+    built = None
+  if built != version or not os.access(path, os.X_OK):
+    raise Unavailable(f"{path} for Apache Beam {version} is not built: run `make setup` (it needs Go)")
+  return path
+
+
+def _runner_class(options) -> type:
+  from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.runners.runner import create_runner  # pylint: disable=g-import-not-at-top
+  return type(create_runner(options.view_as(StandardOptions).runner))
+
+
+def _is_this_machine(endpoint: Optional[str]) -> bool:
+  host = (endpoint or "").rsplit(":", 1)[0].strip("[]")
+  return host in ("localhost", "127.0.0.1", "::1")
+
+
+def complete(options) -> None:
+  """Fills in, where the user gave none, what the runner asked for needs on this machine.
+
+  PrismRunner: `--prism_location` (build/beam/prism). PortableRunner with a job endpoint on
+  this machine: `--environment_type PROCESS`. PROCESS: a boot command for this venv and
+  code (`worker_environment`).
+
+  Raises:
+    Unavailable: a binary that is needed was not built (`make setup`).
+  """
+  from apache_beam.options.pipeline_options import PortableOptions, PrismRunnerOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.runners.portability.portable_runner import PortableRunner  # pylint: disable=g-import-not-at-top
+  from apache_beam.runners.portability.prism_runner import PrismRunner  # pylint: disable=g-import-not-at-top
+  runner = _runner_class(options)
+  portable = options.view_as(PortableOptions)
+  prism = options.view_as(PrismRunnerOptions)
+  if issubclass(runner, PrismRunner) and not prism.prism_location and not portable.job_endpoint:
+    prism.prism_location = binary("prism")
+  if runner is PortableRunner and _is_this_machine(portable.job_endpoint):
+    _check_listening(portable.job_endpoint)
+    if not portable.environment_type:
+      portable.environment_type = "PROCESS"
+    if "job_server_timeout" not in options.get_all_options(drop_default=True):
+      portable.job_server_timeout = LOCAL_JOB_SERVER_SECONDS
+  process_command = any(option.startswith("process_command=") for option in portable.environment_options or ())
+  if (portable.environment_type or "").upper() == "PROCESS" and not portable.environment_config and not process_command:
+    portable.environment_config = json.dumps({"command": BOOT_WORKER, "env": worker_environment(new_token())})
+
+
+def absolute_paths(config):
+  """`config` with its local input patterns and output directory made absolute.
+
+  An SDK worker may run in another working directory than the driver (boot's PROCESS
+  workers do), so a relative path would name another file there, or none.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  absolute = lambda path: path if "://" in path else os.path.abspath(path)
+  return dataclasses.replace(config, inputs=tuple(map(absolute, config.inputs)),
+                             output_dir=absolute(config.output_dir))
+
+
+def _check_listening(endpoint: str) -> None:
+  import socket  # pylint: disable=g-import-not-at-top
+  host, port = endpoint.rsplit(":", 1)
+  try:
+    socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+  except (OSError, ValueError):
+    raise Unavailable(f"no job server listens at {endpoint}: start one with `make prism-up`") from None
+
+
+def new_token() -> str:
+  """A job's name for its processes and its folder under RUN_DIR/jobs."""
+  return time.strftime("%Y%m%d-%H%M%S-") + f"{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def job_dir(token: str) -> str:
+  return os.path.join(RUN_DIR, "jobs", token)
+
+
+def worker_environment(token: str) -> Dict[str, str]:
+  """What boot_worker.sh needs to start a worker of job `token` with this venv and code."""
+  python_path = os.environ.get("PYTHONPATH")
+  return {
+      "BEAM_BOOT": binary("boot"),
+      "BEAM_WORKER_DIR": os.path.join(job_dir(token), "workers"),
+      "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+      "PYTHONPATH": ROOT + (os.pathsep + python_path if python_path else ""),
+      JOB_VARIABLE: token,
+  }
+
+
+def _token_of(options) -> Optional[str]:
+  """The token `complete` put into the PROCESS environment's config, if it did."""
+  from apache_beam.options.pipeline_options import PortableOptions  # pylint: disable=g-import-not-at-top
+  try:
+    return json.loads(options.view_as(PortableOptions).environment_config or "")["env"][JOB_VARIABLE]
+  except (ValueError, TypeError, KeyError):
+    return None
+
+
+class JobFailed(Exception):
+  """A job that failed outside our code: its job server or an SDK worker process went away."""
+
+
+def run(pipeline):
+  """Runs `pipeline` to the end and returns its result, with its metrics fetched.
+
+  Starts the job's own Prism first if it needs one, and stops every process of the job
+  after (`stop_processes`), however the job ends. A job whose worker process died where
+  Prism would wait for it forever (a boot that exits before its worker connects) is
+  cancelled `GRACE_SECONDS` after Prism logs it.
+
+  Raises:
+    JobFailed: the job server or a worker process went away (the job's Prism log says which).
+    Exception: what `wait_until_finish` raises for any other failure (an error in a DoFn).
+  """
+  from apache_beam.options.pipeline_options import PortableOptions, PrismRunnerOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.runners.portability.prism_runner import PrismRunner  # pylint: disable=g-import-not-at-top
+  options = pipeline.options
+  portable = options.view_as(PortableOptions)
+  token = _token_of(options) or new_token()
+  prism_location = options.view_as(PrismRunnerOptions).prism_location
+  own_prism = (isinstance(pipeline.runner, PrismRunner) and not portable.job_endpoint
+               and prism_location and os.path.isfile(prism_location))
+  # Where Prism logs this job: its own log, or from here on the log of `make prism-up`'s server.
+  log = PrismLog(os.path.join(job_dir(token), "prism.log") if own_prism else _server_files(RUN_DIR)[1],
+                 from_end=not own_prism)
+  _quiet_job_message_thread()
+  succeeded = False
+  try:
+    with contextlib.ExitStack() as stack:
+      stack.callback(stop_processes, JOB_VARIABLE, token)
+      stack.enter_context(_job_messages_quiet())
+      stack.enter_context(_terminated_as_exit())
+      prism = None
+      if own_prism:
+        portable.job_endpoint, prism = stack.enter_context(_started_prism(prism_location, job_dir(token), token))
+      try:
+        result = pipeline.run()
+        stack.enter_context(_watchdog(log, result, prism))
+        result.wait_until_finish()
+        result.metrics()  # while the job server still answers
+      except Exception as error:  # pylint: disable=broad-except
+        cause = _failure_cause(error, portable.job_endpoint, log)
+        if cause is None:
+          raise
+        raise JobFailed(cause) from error
+      succeeded = True
+  finally:
+    if succeeded:
+      shutil.rmtree(job_dir(token), ignore_errors=True)
+    elif os.path.isdir(job_dir(token)):
+      logging.info("The job's Prism and worker logs: %s", job_dir(token))
+  return result
+
+
+# Lines of Prism's log (--log_kind text) that say a job failed outside our code: the
+# message, the text its `error` field (or else the message) must hold, what to say.
+_WORKER_FAILURES = (
+    ("process failed to start", "", "an SDK worker process could not start: {error}"),
+    ("[SDK] Python (worker", "exited", "an SDK worker process exited ({tail})"),
+    ("process failed while running", "", "an SDK worker's boot process exited ({error})"),
+    ("Bundle Failed.", "SDK worker disconnected", "an SDK worker process went away (SDK worker disconnected)"),
+    ("didn't get control connection", "", "an SDK worker never connected to Prism: {msg}"),
+)
+_JOB_ENDED = ("job failed", "pipeline done!", "pipeline completed")  # later lines are the clean-up's
+_FIELD = r'{}="((?:[^"\\]|\\.)*)"'
+GRACE_SECONDS = 10  # for Prism to fail a job by itself once a worker process died
+
+
+class PrismLog:
+  """The lines a Prism logs (--log_kind text) for one job, read as they come."""
+
+  def __init__(self, path: str, from_end: bool):
+    self.path = path
+    self._offset = os.path.getsize(path) if from_end and os.path.exists(path) else 0
+    self._start, self._lines, self._partial = self._offset, [], b""
+
+  def new_lines(self) -> List[str]:
+    """Whole lines written since the last call."""
+    try:
+      with open(self.path, "rb") as f:
+        f.seek(self._offset)
+        data = f.read()
+    except OSError:
+      return []
+    self._offset += len(data)
+    *lines, self._partial = (self._partial + data).split(b"\n")
+    lines = [line.decode("utf-8", errors="replace") for line in lines]
+    self._lines += lines
+    return lines
+
+  def worker_failure(self, lines: Optional[List[str]] = None) -> Optional[str]:
+    """The first worker failure in `lines` (default: all read so far), before the job's
+    end, as one line for a user; None if there is none."""
+    for line in self._lines if lines is None else lines:
+      msg, error = (re.search(_FIELD.format(name), line) for name in ("msg", "error"))
+      msg = msg.group(1).replace(r"\n", "\n").replace(r'\"', '"') if msg else ""
+      error = error.group(1) if error else ""
+      if msg.startswith(_JOB_ENDED):
+        return None
+      for message, needle, explanation in _WORKER_FAILURES:
+        if msg.startswith(message) and needle in (error or msg):
+          tail = msg.split(":", 1)[-1].split("\n")[0].strip()
+          return explanation.format(error=error, msg=msg, tail=tail) + f"; Prism's log: {self.path}"
+    return None
+
+
+@contextlib.contextmanager
+def _watchdog(log: PrismLog, result, prism: Optional[subprocess.Popen]):
+  """While the job runs: once a second, reads Prism's new log lines; after a worker
+  failure, gives Prism GRACE_SECONDS to fail the job, then cancels it (and stops the
+  job's own Prism if that does not end it), so that `wait_until_finish` returns."""
+  import threading  # pylint: disable=g-import-not-at-top
+  done = threading.Event()
+
+  def watch():
+    while not done.wait(1.0):
+      if log.worker_failure(log.new_lines()):
+        break
+    else:
+      return
+    if done.wait(GRACE_SECONDS):
+      return
+    logging.warning("A worker process died and the job did not end: cancelling it")
+    with contextlib.suppress(Exception):
+      result.cancel()
+    if not done.wait(GRACE_SECONDS) and prism is not None:
+      _kill_group(prism)
+
+  thread = threading.Thread(target=watch, name="prism_watchdog", daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    done.set()
+    thread.join()
+
+
+def _failure_cause(error: Exception, endpoint: Optional[str], log: PrismLog) -> Optional[str]:
+  """One line for a job that failed because its job server or a worker process went away;
+  None for any other failure."""
+  import grpc  # pylint: disable=g-import-not-at-top
+  if isinstance(error, grpc.FutureTimeoutError):
+    return f"no job server answered at {endpoint} (start one with `make prism-up`, or pass --job_endpoint)"
+  log.new_lines()
+  cause = log.worker_failure()
+  if cause is None and isinstance(error, grpc.RpcError) and error.code() == grpc.StatusCode.UNAVAILABLE:
+    cause = f"the job server at {endpoint} went away during the job ({error.details()})"
+  return cause
+
+
+def _quiet_job_message_thread() -> None:
+  """When the job server goes away, the portable runner's message thread dies with a
+  traceback on stderr; `run` says the same in one line. (Installed once: the thread can
+  die after `run` has returned.)"""
+  import threading  # pylint: disable=g-import-not-at-top
+  if getattr(threading.excepthook, "quiet_job_messages", False):
+    return
+  previous = threading.excepthook
+
+  def hook(args):
+    if args.thread is None or args.thread.name != "wait_until_finish_read":
+      previous(args)
+
+  hook.quiet_job_messages = True
+  threading.excepthook = hook
+
+
+@contextlib.contextmanager
+def _job_messages_quiet():
+  """Keeps the portable runner's job messages off the console: it logs them on the root
+  logger ("starting job-001", a failed job's whole stack), and the job's Prism log has them."""
+  job_messages = logging.Filter()
+  job_messages.filter = lambda record: not record.pathname.endswith("portable_runner.py")
+  logging.getLogger().addFilter(job_messages)
+  try:
+    yield
+  finally:
+    logging.getLogger().removeFilter(job_messages)
+
+
+@contextlib.contextmanager
+def _terminated_as_exit():
+  """SIGTERM (a CI timeout, `kill`) ends the job like Ctrl-C does, through `run`'s cleanup."""
+  import threading  # pylint: disable=g-import-not-at-top
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def terminate(signum, frame):  # pylint: disable=unused-argument
+    raise SystemExit(128 + signal.SIGTERM)
+
+  previous = signal.signal(signal.SIGTERM, terminate)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _prism_command(prism: str, port: int, *flags: str) -> List[str]:
+  # No web UI: it, like the job port, would listen on every interface.
+  return [prism, f"--job_port={port}", "--serve_http=false", "--log_kind=text", *flags]
+
+
+@contextlib.contextmanager
+def _started_prism(prism: str, folder: str, token: str) -> Iterator[tuple]:
+  """Prism on a free port for one job: yields its endpoint and process; stops it after."""
+  os.makedirs(folder, exist_ok=True)
+  log_path = os.path.join(folder, "prism.log")
+  with open(log_path, "ab") as log:
+    process = subprocess.Popen(
+        _dies_with_this_process(_prism_command(prism, 0, f"--idle_shutdown_timeout={IDLE_SHUTDOWN}")),
+        stdin=subprocess.DEVNULL,
+        stdout=log, stderr=subprocess.STDOUT, cwd=folder, env={**os.environ, JOB_VARIABLE: token},
+        start_new_session=True)
+  try:
+    endpoint = _wait_until_listening(process, log_path)
+    logging.info("Prism for this job: %s (pid %d, log %s)", endpoint, process.pid, log_path)
+    yield endpoint, process
+  finally:
+    _kill_group(process)
+
+
+def _dies_with_this_process(command: List[str]) -> List[str]:
+  """`command`, run so that the kernel kills it if this process dies first (SIGKILL included),
+  where util-linux's setpriv is installed; else Prism's idle shutdown ends it later."""
+  setpriv = shutil.which("setpriv")
+  return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
+
+
+def _wait_until_listening(process: subprocess.Popen, log_path: str) -> str:
+  """The endpoint Prism logs once it listens; an error if it exits or takes too long."""
+  deadline = time.monotonic() + START_SECONDS
+  while True:
+    with open(log_path, encoding="utf-8", errors="replace") as f:
+      log = f.read()
+    found = _LISTENING.search(log)
+    if found:
+      return found.group(1)
+    if time.monotonic() > deadline:
+      _kill_group(process)
+      raise RuntimeError(f"Prism did not listen within {START_SECONDS} s; see {log_path}")
+    try:
+      process.wait(timeout=0.02)  # returns at once if it exits
+    except subprocess.TimeoutExpired:
+      continue
+    last = (log.strip().splitlines() or ["no output"])[-1]
+    raise RuntimeError(f"Prism exited with {process.returncode} before it listened: {last} (see {log_path})")
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+  """SIGKILLs a process started in a session of its own, with its group, and reaps it."""
+  if process.returncode is None:  # not reaped yet, so its pid is still its own
+    with contextlib.suppress(ProcessLookupError):
+      os.killpg(process.pid, signal.SIGKILL)
+  process.wait()
+
+
+def _processes_with(variable: str, value: str) -> List[int]:
+  """Pids of this user's processes whose environment sets `variable` to `value`."""
+  entry = f"{variable}={value}".encode()
+  found = []
+  for name in os.listdir("/proc"):
+    if name.isdigit() and int(name) != os.getpid():
+      try:
+        with open(f"/proc/{name}/environ", "rb") as f:
+          if entry in f.read().split(b"\0"):
+            found.append(int(name))
+      except OSError:  # gone, or another user's
+        pass
+  return found
+
+
+def stop_processes(variable: str, value: str, timeout: float = 30) -> List[int]:
+  """SIGKILLs every process whose environment sets `variable` to `value` and waits until
+  each has exited; returns their pids.
+
+  Repeated until none is left, as boot restarts an SDK worker that dies. Processes are
+  found by their environment, not their parents: boot starts each worker in a process
+  group of its own, and a worker whose boot died belongs to no one.
+  """
+  stopped, deadline = [], time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    pids = _processes_with(variable, value)
+    if not pids:
+      break
+    for pid in pids:
+      with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+      _wait_for_exit(pid, deadline)
+    stopped += pids
+  return stopped
+
+
+def _wait_for_exit(pid: int, deadline: float) -> None:
+  """Waits until `pid` (not necessarily a child) has exited, through a pidfd."""
+  try:
+    fd = os.pidfd_open(pid)
+  except ProcessLookupError:
+    return
+  try:
+    select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+  finally:
+    os.close(fd)
+
+
+# The standalone job server (make prism-up / prism-down).
+
+def _server_files(run_dir: str):
+  return os.path.join(run_dir, "server.pid"), os.path.join(run_dir, "server.log")
+
+
+def _running_server(run_dir: str) -> Optional[int]:
+  """The standalone server's pid, if its pid file names a Prism that still runs."""
+  pid_path, _ = _server_files(run_dir)
+  try:
+    with open(pid_path, encoding="utf-8") as f:
+      pid = int(f.read().split()[0])
+    with open(f"/proc/{pid}/environ", "rb") as f:
+      running = f"{SERVER_VARIABLE}={run_dir}".encode() in f.read().split(b"\0")
+  except (OSError, ValueError, IndexError):
+    return None
+  return pid if running else None
+
+
+def server_up(port: int = SERVER_PORT, run_dir: str = RUN_DIR) -> int:
+  """Starts a standalone Prism job server on `port`, unless one runs; prints one line."""
+  run_dir = os.path.abspath(run_dir)
+  pid = _running_server(run_dir)
+  if pid:
+    print(f"Prism already runs (pid {pid}); `make prism-down` stops it")
+    return 0
+  try:
+    prism = binary("prism")
+  except Unavailable as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  os.makedirs(run_dir, exist_ok=True)
+  pid_path, log_path = _server_files(run_dir)
+  with open(log_path, "ab") as log:
+    process = subprocess.Popen(
+        _prism_command(prism, port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
+        env={**os.environ, SERVER_VARIABLE: run_dir}, start_new_session=True)
+  try:
+    endpoint = _wait_until_listening(process, log_path)
+  except RuntimeError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  with open(pid_path, "w", encoding="utf-8") as f:
+    f.write(f"{process.pid}\n")
+  print(f"Prism job server on {endpoint} (pid {process.pid}, log {log_path}): submit with "
+        f"--runner PortableRunner --job_endpoint {endpoint}; `make prism-down` stops it")
+  return 0
+
+
+def server_down(run_dir: str = RUN_DIR) -> int:
+  """Stops the standalone server and every process it started; prints one line."""
+  run_dir = os.path.abspath(run_dir)
+  pid = _running_server(run_dir)
+  stopped = stop_processes(SERVER_VARIABLE, run_dir)
+  pid_path, _ = _server_files(run_dir)
+  with contextlib.suppress(FileNotFoundError):
+    os.remove(pid_path)
+  if pid:
+    print(f"Prism job server stopped (pid {pid}, {len(stopped)} processes in all)")
+  else:
+    print("No Prism job server was running" + (f"; stopped {len(stopped)} of its processes" if stopped else ""))
+  return 0
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m pipeline.runners", description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("command", choices=("up", "down"))
+  parser.add_argument("--port", type=int, default=SERVER_PORT, help="up: the job port")
+  parser.add_argument("--run_dir", default=RUN_DIR, help="where the server's pid and log go")
+  args = parser.parse_args(argv)
+  return server_up(args.port, args.run_dir) if args.command == "up" else server_down(args.run_dir)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
