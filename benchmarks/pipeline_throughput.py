@@ -24,8 +24,18 @@ import contract
 from benchmarks import common, corpus
 
 VARIANTS = ("handwritten", "ours", "ours_1worker", "tft")
+# Our pipeline on each local runner: its runner flags (benchmarks/runners.py measures them all).
+RUNNER_FLAGS = {
+    "ours": ["--runner", "DirectRunner", "--direct_num_workers", 2, "--direct_running_mode", "multi_processing"],
+    "ours_1worker": ["--runner", "DirectRunner", "--direct_num_workers", 1],
+    "prism": ["--runner", "PrismRunner"],
+    "prism_process": ["--runner", "PrismRunner", "--environment_type", "PROCESS"],
+}
 LABELS = {"handwritten": "(a) hand-written script, 1 process", "tft": "(b) straightforward TFT pipeline, FnApiRunner",
-          "ours": "ours, 2 workers multi_processing", "ours_1worker": "ours, 1 worker in-process (the default)"}
+          "ours": "ours, DirectRunner, 2 worker processes (multi_processing)",
+          "ours_1worker": "ours, DirectRunner, in-process",
+          "prism": "ours, Prism, LOOPBACK worker (in the driver)",
+          "prism_process": "ours, Prism, PROCESS workers (boot)"}
 
 
 def command(variant: str, corpus_path: str, output_dir: str, extra: Sequence[str] = ()) -> List[str]:
@@ -34,10 +44,8 @@ def command(variant: str, corpus_path: str, output_dir: str, extra: Sequence[str
     module = "benchmarks.handwritten" if variant == "handwritten" else "benchmarks.tft_baseline"
     return common.python_module(module, "--input", corpus_path, "--output_dir", output_dir, "--num_shards", 4,
                                 *extra)
-  workers = {"ours": ["--direct_num_workers", 2, "--direct_running_mode", "multi_processing"],
-             "ours_1worker": ["--direct_num_workers", 1]}[variant]
   return common.python_module("pipeline.preprocess", "--input", corpus_path, "--output_dir", output_dir,
-                              "--format", "text", "--task", "lm", "--overwrite", *workers, *extra)
+                              "--format", "text", "--task", "lm", "--overwrite", *RUNNER_FLAGS[variant], *extra)
 
 
 def output_tokens(variant: str, output_dir: str, log_path: str) -> int:
@@ -103,7 +111,7 @@ def print_tables(results: Dict[str, dict]) -> str:
     text += common.report(
         f"Pipeline throughput, {size} MB corpus ({per_size['corpus']['lines']:,} lines, {tokens:,} tokens)", rows,
         ["variant", "wall s", "tokens/s", "vs (a)", "CPU s", "peak RSS MB (process tree)"])
-  for variant in ("ours", "ours_1worker"):
+  for variant in RUNNER_FLAGS:
     if len(results) > 2 and all(variant in per_size["runs"] for per_size in results.values()):
       fit = linear_fit(results, variant)
       rows = [(size, f"{r['runs'][variant]['seconds']:.1f}", f"{r['runs'][variant]['cpu_seconds']:.1f}",

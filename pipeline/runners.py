@@ -14,7 +14,8 @@ a job starts (its Prism, boot, SDK workers) carries `RNN_BEAM_JOB=<token>` in it
 environment, and `run` stops each one when the job ends, whether it succeeded or failed;
 the standalone server's processes carry `RNN_BEAM_SERVER=<its run folder>` for
 `make prism-down`. Logs and pids go under build/beam/run/: `jobs/<token>/` holds a job's
-`prism.log` and its workers' folders (removed when the job succeeds), `server.pid` and
+`prism.log` and its workers' folders (removed when the job succeeds, unless
+`RNN_KEEP_JOB_LOGS=1`), `server.pid` and
 `server.log` the standalone server's.
 
     python -m pipeline.runners up [--port 8073]     # make prism-up
@@ -45,9 +46,12 @@ RUN_DIR = os.path.join(BEAM_DIR, "run")
 BOOT_WORKER = os.path.join(ROOT, "pipeline", "boot_worker.sh")
 SERVER_PORT = 8073
 JOB_VARIABLE, SERVER_VARIABLE = "RNN_BEAM_JOB", "RNN_BEAM_SERVER"
+KEEP_LOGS_VARIABLE = "RNN_KEEP_JOB_LOGS"  # set (to 1): a job that succeeds keeps its folder too
 START_SECONDS = 60  # for Prism to listen
-# Beam waits 300 s for a job server to answer; one on this machine answers at once or is gone.
-LOCAL_JOB_SERVER_SECONDS = 30
+# Beam's --job_server_timeout (300 s) is also the deadline of the stream that follows the
+# job's state: a longer job would fail ("Deadline Exceeded"). For a job server on this
+# machine, which `run` checks just before the job, wait as long as the job takes.
+LOCAL_JOB_SERVER_SECONDS = 10 ** 8
 # A job's own Prism stops itself when it has had no job for this long: the driver normally
 # stops it, this is for a driver that was killed before it could.
 IDLE_SHUTDOWN = "120s"
@@ -95,20 +99,26 @@ def complete(options) -> None:
   Raises:
     Unavailable: a binary that is needed was not built (`make setup`).
   """
-  from apache_beam.options.pipeline_options import PortableOptions, PrismRunnerOptions  # pylint: disable=g-import-not-at-top
+  from apache_beam.options.pipeline_options import DebugOptions, PortableOptions, PrismRunnerOptions  # pylint: disable=g-import-not-at-top
   from apache_beam.runners.portability.portable_runner import PortableRunner  # pylint: disable=g-import-not-at-top
   from apache_beam.runners.portability.prism_runner import PrismRunner  # pylint: disable=g-import-not-at-top
   runner = _runner_class(options)
   portable = options.view_as(PortableOptions)
   prism = options.view_as(PrismRunnerOptions)
-  if issubclass(runner, PrismRunner) and not prism.prism_location and not portable.job_endpoint:
+  own_prism = issubclass(runner, PrismRunner) and not portable.job_endpoint
+  if own_prism and not prism.prism_location:
     prism.prism_location = binary("prism")
-  if runner is PortableRunner and _is_this_machine(portable.job_endpoint):
+  local_server = runner is PortableRunner and _is_this_machine(portable.job_endpoint)
+  if local_server:
     _check_listening(portable.job_endpoint)
     if not portable.environment_type:
       portable.environment_type = "PROCESS"
-    if "job_server_timeout" not in options.get_all_options(drop_default=True):
-      portable.job_server_timeout = LOCAL_JOB_SERVER_SECONDS
+  if (own_prism or local_server) and "job_server_timeout" not in options.get_all_options(drop_default=True):
+    portable.job_server_timeout = LOCAL_JOB_SERVER_SECONDS
+  if own_prism or local_server:
+    # Staging would run `pip freeze` in this process, for a log line of the job server's
+    # workers, which run this very venv.
+    options.view_as(DebugOptions).add_experiment("disable_logging_submission_environment")
   process_command = any(option.startswith("process_command=") for option in portable.environment_options or ())
   if (portable.environment_type or "").upper() == "PROCESS" and not portable.environment_config and not process_command:
     portable.environment_config = json.dumps({"command": BOOT_WORKER, "env": worker_environment(new_token())})
@@ -202,6 +212,8 @@ def run(pipeline):
       prism = None
       if own_prism:
         portable.job_endpoint, prism = stack.enter_context(_started_prism(prism_location, job_dir(token), token))
+      elif _is_this_machine(portable.job_endpoint):
+        _check_listening(portable.job_endpoint)  # still: Beam would wait --job_server_timeout for it
       try:
         result = pipeline.run()
         stack.enter_context(_watchdog(log, result, prism))
@@ -214,7 +226,7 @@ def run(pipeline):
         raise JobFailed(cause) from error
       succeeded = True
   finally:
-    if succeeded:
+    if succeeded and not os.environ.get(KEEP_LOGS_VARIABLE):
       shutil.rmtree(job_dir(token), ignore_errors=True)
     elif os.path.isdir(job_dir(token)):
       logging.info("The job's Prism and worker logs: %s", job_dir(token))
@@ -396,12 +408,14 @@ def _dies_with_this_process(command: List[str]) -> List[str]:
   return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else command
 
 
-def _wait_until_listening(process: subprocess.Popen, log_path: str) -> str:
-  """The endpoint Prism logs once it listens; an error if it exits or takes too long."""
+def _wait_until_listening(process: subprocess.Popen, log_path: str, log_start: int = 0) -> str:
+  """The endpoint Prism logs (in `log_path`, from `log_start` on) once it listens; an error
+  if it exits or takes too long."""
   deadline = time.monotonic() + START_SECONDS
   while True:
-    with open(log_path, encoding="utf-8", errors="replace") as f:
-      log = f.read()
+    with open(log_path, "rb") as f:
+      f.seek(log_start)
+      log = f.read().decode("utf-8", errors="replace")
     found = _LISTENING.search(log)
     if found:
       return found.group(1)
@@ -507,11 +521,12 @@ def server_up(port: int = SERVER_PORT, run_dir: str = RUN_DIR) -> int:
   os.makedirs(run_dir, exist_ok=True)
   pid_path, log_path = _server_files(run_dir)
   with open(log_path, "ab") as log:
+    log_start = log.tell()  # the log of earlier servers comes before
     process = subprocess.Popen(
         _prism_command(prism, port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=run_dir,
         env={**os.environ, SERVER_VARIABLE: run_dir}, start_new_session=True)
   try:
-    endpoint = _wait_until_listening(process, log_path)
+    endpoint = _wait_until_listening(process, log_path, log_start)
   except RuntimeError as error:
     print(f"error: {error}", file=sys.stderr)
     return 1

@@ -63,3 +63,28 @@ def classify_run(tmp_path_factory):
     preprocess([str(base / CLASSIFY_CORPUS), str(base / "zero.jsonl")], base / "out", "jsonl", "classify",
                "--compression", "gzip", "--eval_fraction", "0.3", "--max_error_fraction", "0.9")
   return str(built_once(tmp_path_factory, "classify_run", build) / "out")
+
+
+def _lm_lines():
+  """Prose-like lines from a small vocabulary (a fixed seed), with blank and non-ASCII lines."""
+  import random  # pylint: disable=g-import-not-at-top
+  rng = random.Random(29)
+  words = ["the", "a", "river", "runs", "North", "stone", "café", "東京", "naïve", "old", "light", ",", "."]
+  lines = [" ".join(rng.choice(words) for _ in range(rng.randint(1, 14))) for _ in range(240)]
+  return lines[:100] + ["", "   "] + lines[100:]
+
+
+LM_LINES = _lm_lines()
+LM_CORPUS = "prose.txt"  # beside the run's output directory
+LM_OPTIONS = ("--lowercase", "--eval_fraction", "0.2", "--num_shards", "3")
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+  """The CLI's output on LM_LINES (text, lm, LM_OPTIONS), built once per test run; the
+  corpus is LM_CORPUS beside it."""
+  def build(base):
+    base.mkdir(parents=True)
+    (base / LM_CORPUS).write_text("\r\n".join(LM_LINES) + "\n", encoding="utf-8")
+    preprocess(base / LM_CORPUS, base / "out", "text", "lm", *LM_OPTIONS)
+  return str(built_once(tmp_path_factory, "lm_run", build) / "out")
