@@ -8,7 +8,8 @@ setuptools.setup(
     description="Beam + TFT pipeline to sharded SequenceExamples, and a tf.distribute RNN trainer",
     py_modules=["contract", "records", "quiet"],
     packages=["pipeline", "trainer", "trainer.ops"],
-    package_data={"trainer.ops": ["*.cc"]},  # built on first use (trainer/ops/__init__.py)
+    # trainer/ops is built on first use (trainer/ops/__init__.py); the scripts start PROCESS workers.
+    package_data={"trainer.ops": ["*.cc"], "pipeline": ["*.sh"]},
     python_requires=">=3.10",
     # Workers install what the pipeline needs; the trainer's stack is in requirements.txt.
     install_requires=["apache-beam[gcp]==2.77.0", "tensorflow-transform==1.21.0", "tfx-bsl==1.21.0",

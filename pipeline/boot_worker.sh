@@ -12,7 +12,9 @@
 #   --semi_persist_dir, /tmp by default);
 # - sets RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT, so that boot runs the `python` first on
 #   PATH (the env's PATH puts the project's venv there, and PYTHONPATH its code) instead
-#   of creating a venv under /opt/apache/beam-venv and installing into it.
+#   of creating a venv under /opt/apache/beam-venv and installing into it;
+# - points PYTHON_PATH, the python boot runs its pip commands with, at boot_python.sh,
+#   which skips the two `pip freeze` listings boot makes for its log.
 #
 # Environment: BEAM_BOOT (the boot binary; default build/beam/boot beside this script's
 # folder), BEAM_WORKER_DIR (default /tmp/beam-workers).
@@ -33,4 +35,5 @@ dir=${BEAM_WORKER_DIR:-/tmp/beam-workers}/$(printf %s "$id" | tr -c 'A-Za-z0-9._
 mkdir -p "$dir"
 cd "$dir"
 export RUN_PYTHON_SDK_IN_DEFAULT_ENVIRONMENT=1
+export PYTHON_PATH="$here/boot_python.sh"
 exec "$boot" "$@" --semi_persist_dir="$dir"

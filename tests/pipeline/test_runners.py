@@ -306,3 +306,96 @@ def test_standalone_job_server_shuffles_to_the_same_bytes_and_its_loss_fails_the
   assert runners.main(["down", "--run_dir", str(tmp_path / "server")]) == 0
   assert capsys.readouterr().out.startswith("Prism job server stopped")
   assert marked_processes(mark) == {}
+
+
+def _record_pid(element, folder):
+  """Leaves a file named by this worker process's pid (Prism reports no metrics from the
+  workers of a second environment)."""
+  with open(os.path.join(folder, f"{os.getpid()}-{element}"), "w", encoding="utf-8"):
+    pass
+  return element
+
+
+@pytest.mark.long
+def test_prism_runs_one_worker_process_per_environment(tmp_path, mark):
+  """What makes Prism run bundles in two worker processes: two environments.
+
+  Prism (Beam 2.77) starts one SDK worker per environment of the pipeline
+  (internal/execute.go), ignores --sdk_worker_parallelism, and provisions no sibling
+  worker ids (boot starts one Python process per id). So one environment is one worker
+  process, and transforms in two environments (Beam makes one per set of resource hints)
+  run in two, each its own bundles. The pipeline has one environment: one worker process
+  (BENCHMARKS.md measures what it reaches).
+  """
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+
+  def worker_pids(hinted):
+    folder = tmp_path / ("hinted" if hinted else "plain")
+    folder.mkdir()
+    options = PipelineOptions(["--runner", "PrismRunner", "--environment_type", "PROCESS",
+                               "--sdk_worker_parallelism", "2"])
+    runners.complete(options)
+    pipeline = beam.Pipeline(options=options)
+    parts = pipeline | beam.Create(range(16)) | beam.Partition(lambda x, n: x % n, 2)
+    for i, part in enumerate(parts):
+      work = beam.Map(_record_pid, str(folder))
+      _ = part | f"Work{i}" >> (work.with_resource_hints(min_ram=f"{i + 1}GB") if hinted else work)
+    runners.run(pipeline)
+    names = os.listdir(folder)
+    assert sorted(int(name.split("-")[1]) for name in names) == list(range(16))
+    return {name.split("-")[0] for name in names}
+
+  assert len(worker_pids(hinted=False)) == 1
+  two = worker_pids(hinted=True)
+  assert len(two) == 2 and str(os.getpid()) not in two
+  assert marked_processes(mark) == {}
+
+
+def readme_commands():
+  """The `pipeline.preprocess` commands in README.md's "Running at scale" section, each
+  as its arguments, and the options of its `# Or: --flag …` alternatives."""
+  import re  # pylint: disable=g-import-not-at-top
+  import shlex  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(runners.ROOT, "README.md"), encoding="utf-8") as f:
+    readme = f.read()
+  section = readme[readme.index("## Running at scale"):readme.index("### How records reach their shards")]
+  commands = []
+  for block in re.findall(r"```bash\n(.*?)```", section, re.S):
+    for line in block.replace("\\\n", " ").splitlines():
+      if line.startswith("# Or: --"):  # the rest of the command as above
+        commands.append(["--input", "x", "--output_dir", "y", "--format", "text", "--task", "lm",
+                         *shlex.split(line[len("# Or: "):])])
+      elif not line.startswith("#") and " -m pipeline.preprocess " in line:
+        words = shlex.split(line)
+        commands.append(words[words.index("pipeline.preprocess") + 1:])
+  return section, commands
+
+
+def test_the_readmes_runner_commands_are_beam_options_of_this_beam():
+  """Every option of the documented Prism, Flink, Spark and Dataflow commands is one this
+  pipeline or Beam's PipelineOptions knows, with a value Beam accepts; the job-server jars
+  named are this Beam's, for Flink versions it supports. A renamed flag fails here."""
+  import re  # pylint: disable=g-import-not-at-top
+  from importlib import metadata  # pylint: disable=g-import-not-at-top
+  from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOptions, StandardOptions  # pylint: disable=g-import-not-at-top
+  from pipeline import preprocess as preprocess_lib  # pylint: disable=g-import-not-at-top
+  section, commands = readme_commands()
+  parser = preprocess_lib.build_parser()
+  runners_named = set()
+  for argv in commands:
+    _, pipeline_args = parser.parse_known_args(argv)
+    preprocess_lib.check_pipeline_args(pipeline_args, parser)  # an unknown option raises UsageError
+    options = PipelineOptions(pipeline_args).get_all_options()  # a bad choice exits (SystemExit)
+    runners_named.add(options["runner"])
+    if options["environment_config"] and options["environment_config"].startswith("{"):
+      json.loads(options["environment_config"])
+  assert {"PrismRunner", "PortableRunner", "FlinkRunner", "SparkRunner", "DataflowRunner"} <= runners_named
+  assert runners_named <= set(StandardOptions.KNOWN_RUNNER_NAMES)
+  version = metadata.version("apache-beam")
+  jars = re.findall(r"beam-runners-(flink-[\d.]+|spark-3)-job-server[:/-]+([\d.]+)", section)
+  assert {name for name, _ in jars} >= {"flink-1.19", "flink-1.20", "spark-3"}
+  for name, jar_version in jars:
+    assert jar_version.rstrip(".") == version, name
+    if name.startswith("flink-"):
+      assert name[len("flink-"):] in FlinkRunnerOptions.PUBLISHED_FLINK_VERSIONS
