@@ -244,7 +244,7 @@ _WORKER_FAILURES = (
 )
 _JOB_ENDED = ("job failed", "pipeline done!", "pipeline completed")  # later lines are the clean-up's
 _FIELD = r'{}="((?:[^"\\]|\\.)*)"'
-GRACE_SECONDS = 10  # for Prism to fail a job by itself once a worker process died
+GRACE_SECONDS = 5  # for Prism to fail a job by itself once a worker process died
 
 
 class PrismLog:
@@ -385,8 +385,10 @@ def _prism_command(prism: str, port: int, *flags: str) -> List[str]:
 @contextlib.contextmanager
 def _started_prism(prism: str, folder: str, token: str) -> Iterator[tuple]:
   """Prism on a free port for one job: yields its endpoint and process; stops it after."""
+  import resource  # pylint: disable=g-import-not-at-top
   os.makedirs(folder, exist_ok=True)
   log_path = os.path.join(folder, "prism.log")
+  children = resource.getrusage(resource.RUSAGE_CHILDREN)
   with open(log_path, "ab") as log:
     process = subprocess.Popen(
         _dies_with_this_process(_prism_command(prism, 0, f"--idle_shutdown_timeout={IDLE_SHUTDOWN}")),
@@ -399,6 +401,9 @@ def _started_prism(prism: str, folder: str, token: str) -> Iterator[tuple]:
     yield endpoint, process
   finally:
     _kill_group(process)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    logging.info("Prism used %.1f CPU-s (with the worker processes it started)",
+                 after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime)
 
 
 def _dies_with_this_process(command: List[str]) -> List[str]:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import threading
@@ -317,39 +318,42 @@ def _record_pid(element, folder):
 
 
 @pytest.mark.long
-def test_prism_runs_one_worker_process_per_environment(tmp_path, mark):
+def test_prism_runs_one_worker_process_per_environment(tmp_path, mark, monkeypatch):
   """What makes Prism run bundles in two worker processes: two environments.
 
   Prism (Beam 2.77) starts one SDK worker per environment of the pipeline
   (internal/execute.go), ignores --sdk_worker_parallelism, and provisions no sibling
-  worker ids (boot starts one Python process per id). So one environment is one worker
-  process, and transforms in two environments (Beam makes one per set of resource hints)
-  run in two, each its own bundles. The pipeline has one environment: one worker process
-  (BENCHMARKS.md measures what it reaches).
+  worker ids (boot starts one Python process per id). So a job runs one worker process
+  per environment, and transforms in two more environments (Beam makes one per set of
+  resource hints) run in two more processes, each its own bundles. The pipeline has one
+  environment: one worker process (BENCHMARKS.md measures what it reaches).
   """
   import apache_beam as beam  # pylint: disable=g-import-not-at-top
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-
-  def worker_pids(hinted):
-    folder = tmp_path / ("hinted" if hinted else "plain")
+  monkeypatch.setenv(runners.KEEP_LOGS_VARIABLE, "1")  # to count the workers' folders
+  options = PipelineOptions(["--runner", "PrismRunner", "--environment_type", "PROCESS",
+                             "--sdk_worker_parallelism", "2"])
+  runners.complete(options)
+  pipeline = beam.Pipeline(options=options)
+  folders = {name: tmp_path / name for name in ("default", "hinted0", "hinted1")}
+  for folder in folders.values():
     folder.mkdir()
-    options = PipelineOptions(["--runner", "PrismRunner", "--environment_type", "PROCESS",
-                               "--sdk_worker_parallelism", "2"])
-    runners.complete(options)
-    pipeline = beam.Pipeline(options=options)
-    parts = pipeline | beam.Create(range(16)) | beam.Partition(lambda x, n: x % n, 2)
-    for i, part in enumerate(parts):
-      work = beam.Map(_record_pid, str(folder))
-      _ = part | f"Work{i}" >> (work.with_resource_hints(min_ram=f"{i + 1}GB") if hinted else work)
-    runners.run(pipeline)
-    names = os.listdir(folder)
-    assert sorted(int(name.split("-")[1]) for name in names) == list(range(16))
-    return {name.split("-")[0] for name in names}
-
-  assert len(worker_pids(hinted=False)) == 1
-  two = worker_pids(hinted=True)
-  assert len(two) == 2 and str(os.getpid()) not in two
+  numbers = pipeline | beam.Create(range(16)) | "Default" >> beam.Map(_record_pid, str(folders["default"]))
+  for i, part in enumerate(numbers | beam.Partition(lambda x, n: x % n, 2)):
+    _ = part | f"Hinted{i}" >> beam.Map(_record_pid, str(folders[f"hinted{i}"])).with_resource_hints(
+        min_ram=f"{i + 1}GB")
+  runners.run(pipeline)
+  pids = {}
+  for name, folder in folders.items():
+    files = os.listdir(folder)
+    assert len(files) == (16 if name == "default" else 8)
+    pids[name] = {file.split("-")[0] for file in files}
+  assert all(len(found) == 1 for found in pids.values()), pids  # one process per environment ...
+  assert len(set.union(*pids.values())) == 3 and str(os.getpid()) not in set.union(*pids.values())  # ... each its own
+  workers = os.path.join(runners.job_dir(runners._token_of(options)), "workers")  # pylint: disable=protected-access
+  assert len(os.listdir(workers)) == 3  # one boot per environment, --sdk_worker_parallelism 2 or not
   assert marked_processes(mark) == {}
+  shutil.rmtree(os.path.dirname(workers))
 
 
 def readme_commands():
