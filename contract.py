@@ -32,7 +32,7 @@ LABELS = "labels"  # feature list (tag), one int64 per time step
 LABEL = "label"  # context (classify), int64 >= 2 for a known label
 
 TASKS = ("lm", "tag", "classify")
-FORMATS = ("text", "jsonl", "conll")
+FORMATS = ("text", "jsonl", "conll", "conllu")
 SPLITS = ("train", "eval")
 NUM_BUCKETS_CHOICES = (4, 8, 16, 32)
 

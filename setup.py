@@ -6,8 +6,8 @@ setuptools.setup(
     name="rnn-sequence-pipeline",
     version="0.1.0",
     description="Beam + TFT pipeline to sharded SequenceExamples, and a tf.distribute RNN trainer",
-    py_modules=["contract", "records", "quiet"],
-    packages=["pipeline", "trainer", "trainer.ops"],
+    py_modules=["contract", "quiet"],
+    packages=["corpus", "pipeline", "trainer", "trainer.ops"],
     package_data={"trainer.ops": ["*.cc"]},  # built on first use (trainer/ops/__init__.py)
     python_requires=">=3.10",
     # Workers install what the pipeline needs; the trainer's stack is in requirements.txt.

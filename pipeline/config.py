@@ -11,6 +11,7 @@ import typing
 from typing import Optional, Tuple
 
 import contract
+from corpus import records
 
 
 def _option(default=dataclasses.MISSING, help: str = "", **argparse_kwargs):  # pylint: disable=redefined-builtin
@@ -37,11 +38,14 @@ class PipelineConfig:
   compression: str = _option("none", choices=("none", "gzip"))
   max_error_fraction: float = _option(
       0.1, help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
-  max_record_bytes: int = _option(1 << 20, help="records longer than this are dead letters")
+  max_record_bytes: int = _option(records.DEFAULT_MAX_RECORD_BYTES, help="records longer than this are dead letters")
   encoding: str = _option("utf-8", help="the input files' encoding, any Python codec (latin-1, utf-16, ...); "
                           "a UTF-8 byte-order mark is skipped")
   vocab_partitions: int = _option(0, help="hash partitions the vocabulary is counted in; "
                                   "0 = automatic, one per 256 MB of input")
+  label_column: Optional[str] = _option(
+      None, help="conllu: the label's column, upos (default), xpos, deprel, feats, misc or a column number; "
+      "conll: a column number (default: the last column)")
   tokenizer: str = _option("word", choices=("word", "wordpiece"),
                            help="word: one token per word; wordpiece: subword pieces learned on train")
   shard_writer: str = _option(

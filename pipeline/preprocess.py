@@ -46,10 +46,12 @@ from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import contract
+from corpus import files
+from corpus import records
 from pipeline import arrow
 from pipeline import config as config_lib
 from pipeline import counts
-from pipeline import lines
+from pipeline import inputs
 from pipeline import read
 from pipeline import statistics
 from pipeline import transform
@@ -160,27 +162,34 @@ def _check_readable(path: str) -> None:
     raise UsageError(f"--input {path}: cannot be read ({error.strerror or error})") from None
 
 
-def match_inputs(patterns: Sequence[str]) -> List[lines.InputFile]:
+def match_inputs(patterns: Sequence[str]) -> List[inputs.InputFile]:
   """Expands files, directories and globs, in a stable order; see `_matches`.
 
   A pattern that names no file, and an input that cannot be read, are usage errors.
   """
-  files = {}
+  sizes = {}
   for pattern in patterns:
     for path, size in _matches(pattern):
-      files[path] = size
-  for path in files:
+      sizes[path] = size
+  for path in sizes:
     _check_readable(path)
-  return [lines.InputFile(path, size) for path, size in sorted(files.items())]
+  return [inputs.InputFile(path, size) for path, size in sorted(sizes.items())]
 
 
 def check_config(config: PipelineConfig) -> None:
   if config.file_format == "text" and config.task != "lm":
     raise UsageError("--format text has no labels: use --task lm, or jsonl/conll for tag and classify")
-  if config.file_format == "conll" and config.task == "classify":
-    raise UsageError("--format conll has one label per token: use --task tag (or lm)")
+  if config.file_format in ("conll", "conllu") and config.task == "classify":
+    raise UsageError(f"--format {config.file_format} has one label per token: use --task tag (or lm)")
+  if config.label_column is not None:
+    if config.file_format not in ("conll", "conllu"):
+      raise UsageError(f"--label_column is for --format conll and conllu, not {config.file_format}")
+    try:
+      records.label_column_index(config.label_column, config.file_format)
+    except ValueError as error:
+      raise UsageError(str(error)) from None
   try:
-    lines.is_utf8(config.encoding)
+    files.is_utf8(config.encoding)
   except LookupError:
     raise UsageError(f"--encoding {config.encoding}: not an encoding Python knows") from None
   if not 0.0 <= config.eval_fraction < 1.0:
@@ -240,7 +249,7 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
 
 
 def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
-                   input_files: Sequence[lines.InputFile]) -> None:
+                   input_files: Sequence[inputs.InputFile]) -> None:
   """ReadCorpus | Split | Analyze, then ReadCorpus | Split | Transform | Encode... | WriteShards.
 
   The files are read twice, which costs far less than keeping what was read: once to learn
@@ -264,11 +273,12 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
         pipeline
         | "ReadCorpusToAnalyze" >> read.ReadCorpus(
             input_files, config.file_format, config.task, config.max_record_bytes, report=False,
-            encoding=config.encoding)).records
+            encoding=config.encoding, label_column=config.label_column)).records
     analyzed = first_read | "SplitToAnalyze" >> Split(config.eval_fraction)
     transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
     corpus = pipeline | "ReadCorpus" >> read.ReadCorpus(
-        input_files, config.file_format, config.task, config.max_record_bytes, encoding=config.encoding)
+        input_files, config.file_format, config.task, config.max_record_bytes, encoding=config.encoding,
+        label_column=config.label_column)
     splits = corpus.records | "Split" >> Split(config.eval_fraction)
     all_counts = [corpus[counts.COUNTS],
                   corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
@@ -307,7 +317,7 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dic
           "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
 
 
-def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> dict:
+def finalize(config: PipelineConfig, input_files: Sequence[inputs.InputFile]) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:

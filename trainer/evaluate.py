@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--model_dir", required=True, help="the --model_dir of trainer.task (holds export/)")
   parser.add_argument("--data_dir", help="an OUTPUT_DIR of pipeline.preprocess with the model's vocabulary")
   parser.add_argument("--split", choices=contract.SPLITS, default="eval", help="split of --data_dir (default eval)")
-  parser.add_argument("--input", help="a raw labelled file (.gz read transparently)")
+  parser.add_argument("--input", help="a raw labelled file (.gz, .bz2, ... read transparently)")
   parser.add_argument("--format", choices=contract.FORMATS, help="the --input file's format")
+  serving.add_raw_file_flags(parser)
   parser.add_argument("--tokens_per_batch", type=int, default=TrainerConfig.tokens_per_batch,
                       help="padded tokens per batch for --data_dir (the metrics do not depend on it)")
   return parser
@@ -75,13 +76,14 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
   return metrics_lib.eval_metrics(totals, model.task, metadata.characters(split))
 
 
-def evaluate_file(model: serving.Model, path: str, file_format: str) -> dict:
+def evaluate_file(model: serving.Model, raw_file: serving.RawFile) -> dict:
   """The export's eval metrics on a raw labelled file, with counts of what was skipped."""
   raw = model.loaded.signatures["raw"]
   totals = dict.fromkeys(metrics_lib.SUM_KEYS, 0.0)
   chars = 0
   filtered, bad = collections.Counter(), collections.Counter()
-  items = serving.read_items(path, file_format, model.task, need_labels=True)
+  path, file_format = raw_file.path, raw_file.file_format
+  items = serving.read_items(raw_file, model.task, need_labels=True)
   while chunk := list(itertools.islice(items, BATCH_SIZE)):
     good = [item.record for item in chunk if item.record is not None]
     for item in chunk:
@@ -109,7 +111,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   if bool(args.data_dir) == bool(args.input):
     parser.error("give either --data_dir (with --split) or --input FILE --format F")
   if args.input and not args.format:
-    parser.error("--input needs --format text|jsonl|conll")
+    parser.error(f"--input needs --format {'|'.join(contract.FORMATS)}")
   try:
     model = serving.load_model(args.model_dir)
     if args.data_dir:
@@ -117,7 +119,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     else:
       if args.format == "text" and model.task != "lm":
         raise serving.UsageError(f"--format text has no labels to score a {model.task} model against")
-      metrics = evaluate_file(model, args.input, args.format)
+      metrics = evaluate_file(model, serving.raw_file_from_flags(args, model))
   except (serving.UsageError, contract.DataDirError) as error:
     parser.error(str(error))
   print(json.dumps(metrics, sort_keys=True))

@@ -36,8 +36,9 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
   """Refuses a MODEL_DIR trained with other settings; records ours on a first run.
 
   model.json also records the vocabularies' fingerprints, so trainer.evaluate can refuse
-  data whose ids mean other tokens, and the data's tokenizer (metadata.json's), so
-  trainer.predict --generate can join WordPiece pieces into words.
+  data whose ids mean other tokens, the data's tokenizer (metadata.json's), so
+  trainer.predict --generate can join WordPiece pieces into words, and the raw files'
+  label column.
   """
   path = os.path.join(config.model_dir, MODEL_FILE)
   metadata = contract.Metadata.of(metadata)
@@ -56,8 +57,10 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
     tokenizer = {"type": metadata.tokenizer or "word", "suffix_indicator": metadata.wordpiece_suffix}
-    # Others may read it at any moment: never half-written.
-    write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer})
+    # Others may read it at any moment: never half-written. `label_column`: the raw files'
+    # column the labels came from, trainer.evaluate's and trainer.predict's default.
+    write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer,
+                      "label_column": metadata.options.get("label_column")})
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:

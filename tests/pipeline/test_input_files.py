@@ -181,7 +181,7 @@ def test_a_file_that_shrinks_under_the_job_is_an_error_naming_it(tmp_path):
 
 @pytest.mark.parametrize("change", ["shrunk", "removed"])
 def test_a_range_past_the_end_of_a_shrunk_file_is_an_error_not_a_short_count(tmp_path, change):
-  from pipeline import lines, read  # pylint: disable=g-import-not-at-top
+  from pipeline import inputs as lines, read  # pylint: disable=g-import-not-at-top
   path = tmp_path / "a.txt"
   path.write_bytes(b"".join(b"line %d\n" % i for i in range(100)))
   listed = path.stat().st_size

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline import lines as lines_module
+from pipeline import inputs as lines_module
 from tests.conftest import ROOT, call_cli, preprocess, read_metadata
 
 POOL_START_SECONDS = 120
