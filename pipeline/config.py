@@ -28,7 +28,16 @@ class PipelineConfig:
   output_dir: str = _option(help="where shards, vocabularies and metadata go")
   file_format: str = _option(flag="--format", choices=contract.FORMATS)
   task: str = _option(choices=contract.TASKS)
-  eval_fraction: float = _option(0.1, help="share of records (by a stable hash of their content) in eval")
+  eval_inputs: Tuple[str, ...] = _option(
+      (), flag="--eval_input", action="append", metavar="GLOB",
+      help="files, globs or directories of the eval split (a dataset's official dev files), repeatable; "
+      "when given, --eval_fraction is not used and all of --input is train")
+  test_inputs: Tuple[str, ...] = _option(
+      (), flag="--test_input", action="append", metavar="GLOB",
+      help="files, globs or directories of a test split, repeatable: written and counted like the others, "
+      "never read by trainer.task (score it with trainer.evaluate --split test)")
+  eval_fraction: float = _option(0.1, help="share of --input's records (by a stable hash of their content) in "
+                                 "eval, when there is no --eval_input")
   num_shards: int = _option(0, help="train shards; 0 = automatic, about 128 MB each. "
                             "Eval shards are always sized automatically")
   max_vocab: Optional[int] = _option(None, help="vocabulary size cap, counting <pad> and <unk> (default: no cap)")
@@ -61,7 +70,7 @@ class PipelineConfig:
     input and options give the same bytes, metadata.json included, whatever the runner.
     """
     options = dataclasses.asdict(self)
-    for not_an_output_option in ("inputs", "output_dir", "shard_writer"):
+    for not_an_output_option in ("inputs", "eval_inputs", "test_inputs", "output_dir", "shard_writer"):
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
     return options
@@ -82,6 +91,8 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     kwargs["dest"] = field.name
     if field.default is dataclasses.MISSING:
       kwargs["required"] = True
+    elif kwargs.get("action") == "append":  # argparse appends to the default: start from none
+      kwargs["default"] = None
     else:
       kwargs["default"] = field.default
       if kwargs["help"]:
@@ -96,5 +107,6 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 def from_flags(flags: argparse.Namespace) -> PipelineConfig:
   """The config of parsed flags (other flags in `flags` are ignored)."""
   values = {field.name: getattr(flags, field.name) for field in dataclasses.fields(PipelineConfig)}
-  values["inputs"] = tuple(values["inputs"])
+  for name in ("inputs", "eval_inputs", "test_inputs"):
+    values[name] = tuple(values[name] or ())
   return PipelineConfig(**values)

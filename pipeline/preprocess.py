@@ -34,7 +34,7 @@ import os
 import re
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import List, NamedTuple, Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
@@ -56,6 +56,7 @@ from pipeline import read
 from pipeline import statistics
 from pipeline import transform
 from pipeline import vocabulary
+from pipeline import split as split_lib
 from pipeline import write
 from pipeline.config import PipelineConfig
 from pipeline.encode import EncodeSequenceExamples
@@ -68,7 +69,7 @@ COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
 
 # What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
 _OWN_ENTRIES = re.compile(
-    r"^((train|eval)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
+    r"^((train|eval|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
     r"COMPLETED|transform_fn|transformed_metadata|errors|lengths\.png|\.tmp)$")
 
 
@@ -248,20 +249,69 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
   return options
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
-                   input_files: Sequence[inputs.InputFile]) -> None:
+class InputFiles(NamedTuple):
+  """The files of each kind of --input, as `match_inputs` lists them."""
+  train: List[inputs.InputFile]  # --input: train, and eval by --eval_fraction without eval files
+  eval: List[inputs.InputFile] = []  # --eval_input
+  test: List[inputs.InputFile] = []  # --test_input
+
+  def all(self) -> List[inputs.InputFile]:
+    return self.train + self.eval + self.test
+
+  def splits(self) -> List[str]:
+    """The splits the output holds: train and eval always, test when given."""
+    return ["train", "eval"] + (["test"] if self.test else [])
+
+
+def match_input_files(config: PipelineConfig) -> InputFiles:
+  """`match_inputs` of --input, --eval_input and --test_input; a file in two of them is a usage error."""
+  groups = InputFiles(match_inputs(config.inputs), match_inputs(config.eval_inputs) if config.eval_inputs else [],
+                      match_inputs(config.test_inputs) if config.test_inputs else [])
+  flags = {}
+  for flag, files in (("--input", groups.train), ("--eval_input", groups.eval), ("--test_input", groups.test)):
+    for f in files:
+      if f.path in flags:
+        raise UsageError(f"{flag} {f.path}: it is also an {flags[f.path]}; a file belongs to one split")
+      flags[f.path] = flag
+  return groups
+
+
+def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles, report: bool):
+  """{split: its RecordBatches} and the ReadCorpus outputs (with their counts and dead letters).
+
+  --input is split into train and eval by the records' hash, or is all train when there
+  are --eval_input files; those and the --test_input files make their splits whole.
+  """
+  stage = "ReadCorpus" if report else "ReadCorpusToAnalyze"
+  reads, splits = [], {}
+  for split, files in (("train", input_files.train), ("eval", input_files.eval), ("test", input_files.test)):
+    if not files:
+      continue
+    label = stage if split == "train" else f"{stage}[{split}]"
+    reads.append(pipeline | label >> read.ReadCorpus(
+        files, config.file_format, config.task, config.max_record_bytes, report=report, encoding=config.encoding,
+        label_column=config.label_column))
+    if split == "train":
+      eval_fraction = 0.0 if input_files.eval else config.eval_fraction
+      splits.update(reads[-1].records | ("Split" if report else "SplitToAnalyze") >> Split(eval_fraction))
+    else:
+      splits[split] = reads[-1].records | f"{label}KeyDropped" >> beam.Map(split_lib.without_split_key)
+  return splits, reads
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles) -> None:
   """ReadCorpus | Split | Analyze, then ReadCorpus | Split | Transform | Encode... | WriteShards.
 
   The files are read twice, which costs far less than keeping what was read: once to learn
   the vocabularies (the train split) and size the shards, then again to transform,
-  encode and write both splits, counting every record this time. So no stage waits
+  encode and write every split, counting every record this time. So no stage waits
   for the whole corpus to be held, on any runner. Local worker processes send paths of
   runs, not records, back to the runner; other runners shuffle the records to their
   shards (`--shard_writer`, see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
-      config.vocab_partitions, sum(f.size for f in input_files)))
+      config.vocab_partitions, sum(f.size for f in input_files.train)))
   shard_writer = write.shard_writer_for(config.shard_writer, pipeline.runner)
   logging.info("Records go to their shards through %s (--shard_writer %s on %s)",
                "temporary run files" if shard_writer == write.RUNS else "the runner's shuffle",
@@ -269,24 +319,19 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):
-    first_read = (
-        pipeline
-        | "ReadCorpusToAnalyze" >> read.ReadCorpus(
-            input_files, config.file_format, config.task, config.max_record_bytes, report=False,
-            encoding=config.encoding, label_column=config.label_column)).records
-    analyzed = first_read | "SplitToAnalyze" >> Split(config.eval_fraction)
+    analyzed, _ = _read_splits(pipeline, config, input_files, report=False)
     transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
-    corpus = pipeline | "ReadCorpus" >> read.ReadCorpus(
-        input_files, config.file_format, config.task, config.max_record_bytes, encoding=config.encoding,
-        label_column=config.label_column)
-    splits = corpus.records | "Split" >> Split(config.eval_fraction)
-    all_counts = [corpus[counts.COUNTS],
-                  corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
-    for split in contract.SPLITS:
+    splits, reads = _read_splits(pipeline, config, input_files, report=True)
+    dead_letters = [r[counts.DEAD_LETTER] for r in reads]
+    if len(dead_letters) > 1:
+      dead_letters = [tuple(dead_letters) | "FlattenDeadLetters" >> beam.Flatten()]
+    all_counts = [r[counts.COUNTS] for r in reads] + [
+        dead_letters[0] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
+    for split in input_files.splits():
       transformed = splits[split] | f"Transform[{split}]" >> transform.Transform(config, transform_fn)
       encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
       num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
-          config.num_shards if split == "train" else 0)  # eval: sized automatically
+          config.num_shards if split == "train" else 0)  # eval, test: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(
           config.output_dir, split, num_shards, config.compression, shard_writer)
       all_counts += [encoded[counts.COUNTS], written]
@@ -317,15 +362,25 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dic
           "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
 
 
-def finalize(config: PipelineConfig, input_files: Sequence[inputs.InputFile]) -> dict:
+def _encoding_hint(record_counts: dict, encoding: str) -> str:
+  """"; N do not decode as E: is --encoding right?" when dead letters did not decode, else ""."""
+  undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
+  return f"; {undecodable} do not decode as {encoding}: is --encoding right?" if undecodable else ""
+
+
+def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
-    summary = statistics.summarize(json.load(f))
+    summary = statistics.summarize(json.load(f), input_files.splits())
   statistics.check_identity(summary)
   if not summary["splits"]["train"]["examples"]:
-    raise UsageError(f"no training examples: all {summary['counts']['read']} records read were filtered, "
-                     "dead letters or eval; check --input, --format and --eval_fraction")
+    record_counts = summary["counts"]
+    problems = ", ".join(f"{sum(record_counts[kind].values())} {kind.replace('_', ' ')}"
+                         for kind in ("filtered", "dead_letter")) + ("" if input_files.eval else ", or eval")
+    raise UsageError(f"no training examples among the {record_counts['read']} records read ({problems})"
+                     f"{_encoding_hint(record_counts, config.encoding)}; check --input, --format"
+                     f"{'' if input_files.eval else ' and --eval_fraction'}")
   histogram = {int(l): n for l, n in summary["length_histogram"]["train"].items()}
   metadata = {
       "format_version": contract.FORMAT_VERSION,
@@ -343,7 +398,8 @@ def finalize(config: PipelineConfig, input_files: Sequence[inputs.InputFile]) ->
   metadata["bucket_boundaries"] = statistics.bucket_table(histogram)
   metadata["options"] = config.options()
   metadata["versions"] = statistics.versions()
-  metadata["inputs"] = [{"file": f.path, "size": f.size} for f in input_files]
+  metadata["inputs"] = [{"file": f.path, "size": f.size, **({"split": split} if split != "train" else {})}
+                        for split in input_files.splits() for f in getattr(input_files, split)]
   metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
   with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.METADATA_FILE), "w") as f:
     json.dump(metadata, f, indent=1, ensure_ascii=False)
@@ -352,12 +408,10 @@ def finalize(config: PipelineConfig, input_files: Sequence[inputs.InputFile]) ->
   record_counts = metadata["counts"]
   dead = sum(record_counts["dead_letter"].values())
   if record_counts["read"] and dead / record_counts["read"] > config.max_error_fraction:
-    undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
-    hint = (f"; {undecodable} do not decode as {config.encoding}: is --encoding right?"
-            if undecodable else "")
     raise UsageError(
         f"{dead} of {record_counts['read']} records are dead letters, over --max_error_fraction "
-        f"{config.max_error_fraction}{hint}; see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
+        f"{config.max_error_fraction}{_encoding_hint(record_counts, config.encoding)}; "
+        f"see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
   with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.COMPLETED_FILE), "w") as f:
     f.write(metadata["created"] + "\n")
   return metadata
@@ -381,7 +435,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   try:
     check_pipeline_args(pipeline_args, parser)
     check_config(config)
-    input_files = match_inputs(config.inputs)
+    input_files = match_input_files(config)
     prepare_output_dir(config.output_dir, known.overwrite)
     options = pipeline_options(pipeline_args)
   except UsageError as error:
@@ -389,8 +443,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
       logging.exception("usage error")
     parser.error(str(error))  # exits 2 with the usage line and one clear line
 
-  logging.info("Reading %d files (%d bytes) into %s", len(input_files),
-               sum(f.size for f in input_files), config.output_dir)
+  logging.info("Reading %d files (%d bytes) into %s", len(input_files.all()),
+               sum(f.size for f in input_files.all()), config.output_dir)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, config, input_files)
   # Hundreds of thousands of long-lived objects (TF, Beam, TFT) make each full garbage
@@ -414,8 +468,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     print(f"error: {error}", file=sys.stderr)
     return 2
   c = metadata["counts"]
-  splits = metadata["splits"]
-  print(f"Wrote {splits['train']['examples']} train and {splits['eval']['examples']} eval examples "
+  written = [f"{metadata['splits'][split]['examples']} {split}" for split in input_files.splits()]
+  print(f"Wrote {', '.join(written[:-1])} and {written[-1]} examples "
         f"({c['read']} read, {sum(c['filtered'].values())} filtered, "
         f"{sum(c['dead_letter'].values())} dead letters, {c['truncated']} truncated) to {config.output_dir}")
   return 0

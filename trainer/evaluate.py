@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--model_dir", required=True, help="the --model_dir of trainer.task (holds export/)")
   parser.add_argument("--data_dir", help="an OUTPUT_DIR of pipeline.preprocess with the model's vocabulary")
-  parser.add_argument("--split", choices=contract.SPLITS, default="eval", help="split of --data_dir (default eval)")
+  parser.add_argument("--split", choices=contract.SPLITS, default="eval",
+                      help="split of --data_dir (default eval; test: pipeline.preprocess --test_input's files, "
+                      "which training never reads)")
   parser.add_argument("--input", help="a raw labelled file (.gz, .bz2, ... read transparently)")
   parser.add_argument("--format", choices=contract.FORMATS, help="the --input file's format")
   serving.add_raw_file_flags(parser)
@@ -60,8 +62,9 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
     raise serving.UsageError(f"--data_dir {data_dir}: its vocab.txt/labels.txt differ from the model's, so its ids "
                              "mean other tokens; evaluate raw files with --input FILE --format F instead")
   if metadata.examples(split) == 0:
-    raise serving.UsageError(f"--data_dir {data_dir} has no {split} examples (pipeline.preprocess "
-                             f"--eval_fraction 0, or too few records): there is nothing to evaluate")
+    why = ("it was made without --test_input" if split == "test" and split not in metadata.splits
+           else "pipeline.preprocess --eval_fraction 0, or too few records")
+    raise serving.UsageError(f"--data_dir {data_dir} has no {split} examples ({why}): there is nothing to evaluate")
   paths = contract.shard_paths(data_dir, metadata.raw, split)
   spec = data.bucket_spec(metadata.raw, TrainerConfig.num_buckets, tokens_per_batch, 1, TrainerConfig.pad_multiple)
   dataset = data.make_dataset(paths, metadata.task, spec, 1, training=False, compression=metadata.compression)

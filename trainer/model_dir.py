@@ -77,14 +77,14 @@ def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], 
   """
   metadata = contract.Metadata.of(metadata)
   stamp = {"data_dir": config.data_dir, "created": metadata.raw.get("created"),
-           "shards": {shard["file"]: shard.get("bytes") for split in metadata.splits.values()
-                      for shard in split["shards"]}}
+           "shards": {shard["file"]: shard.get("bytes") for split in contract.TRAINING_SPLITS
+                      for shard in metadata.shards(split)}}
   path = os.path.join(config.model_dir, DATA_CHECK_FILE)
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
       if json.load(f) == stamp:
         return None
-  total = contract.check_counts(config.data_dir, metadata.raw)
+  total = contract.check_counts(config.data_dir, metadata.raw, contract.TRAINING_SPLITS)
   if write:
     tf.io.gfile.makedirs(config.model_dir)
     write_json(path, stamp)
