@@ -24,6 +24,22 @@ PAD_ID = 0
 UNK_ID = 1
 RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN)
 NUM_RESERVED = len(RESERVED_TOKENS)
+# Language models (`--task lm`) reserve one id more in the token vocabulary: the end of
+# every sequence, a target the model predicts (and, as the input before a sequence's first
+# token, where it starts from). Real tokens then start at LM_NUM_RESERVED.
+EOS_TOKEN = "</s>"
+EOS_ID = 2
+LM_RESERVED_TOKENS = RESERVED_TOKENS + (EOS_TOKEN,)
+
+
+def reserved_tokens(task: str):
+  """The reserved entries at the head of a task's token vocabulary."""
+  return LM_RESERVED_TOKENS if task == "lm" else RESERVED_TOKENS
+
+
+def num_reserved(task: str) -> int:
+  """Ids below this are reserved in a task's token vocabulary (labels: always NUM_RESERVED)."""
+  return len(reserved_tokens(task))
 
 # Feature names of the SequenceExample.
 LENGTH = "length"  # context, int64 >= 1
@@ -149,7 +165,8 @@ class Metadata:
   options: Mapping  # the pipeline's options (format, compression, ...)
   counts: Mapping  # read, written, truncated; filtered and dead_letter as {reason: n}
   unk_rate: Mapping[str, float]  # per split: the share of written tokens that are <unk>
-  tokenizer: Optional[str]  # "word" or "wordpiece"; None in outputs that predate --tokenizer
+  tokenizer: Optional[str]  # "word", "whitespace" or "wordpiece"; None in outputs that predate --tokenizer
+  eos_id: Optional[int] = None  # lm: the end-of-sequence id; None in lm outputs that predate it
 
   @classmethod
   def of(cls, metadata: Union["Metadata", Mapping]) -> "Metadata":
@@ -167,7 +184,8 @@ class Metadata:
         bucket_boundaries={int(k): list(v["boundaries"]) for k, v in buckets.items()},
         padding_waste={int(k): v.get("padding_waste") for k, v in buckets.items()},
         splits=metadata.get("splits", {}), options=metadata.get("options", {}), counts=metadata.get("counts", {}),
-        unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"))
+        unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"),
+        eos_id=metadata["vocab"].get("eos_id"))
 
   @property
   def num_classes(self) -> int:
@@ -236,13 +254,29 @@ def load_saved_model(path: str):
   return tf.saved_model.load(path)
 
 
-def lm_targets(tokens):
-  """The language model's targets: each position predicts the next token; the last real
-  token predicts nothing (there is no end-of-sequence id), so it gets PAD_ID.
+def lm_inputs(tokens, eos_id: Optional[int]):
+  """What a language model reads: each sequence after an EOS_ID, where it starts from.
 
-  Works on [batch, time] tensors (TensorFlow or numpy-like via tf): [[5, 6, 7, 0]] → [[6, 7, 0, 0]].
+  [[5, 6, 7, 0]] → [[2, 5, 6, 7, 0]]. With `eos_id` None (an output that predates end
+  targets: metadata.json has no `vocab.eos_id`), the tokens themselves.
   """
-  return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+  if eos_id is None:
+    return tokens
+  return tf.concat([tf.fill(tf.stack([tf.shape(tokens)[0], 1]), tf.cast(eos_id, tokens.dtype)), tokens], axis=1)
+
+
+def lm_targets(tokens, length, eos_id: Optional[int]):
+  """The language model's targets, position by position of `lm_inputs`: the next token, and
+  after the last one EOS_ID, so each sequence of n tokens has n + 1 targets.
+
+  [[5, 6, 7, 0]] of length [3] → [[5, 6, 7, 2, 0]]. With `eos_id` None (an older output),
+  the next token and nothing after the last: [[6, 7, 0, 0]]. PAD_ID is "no target".
+  """
+  if eos_id is None:
+    return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+  padded = tf.concat([tokens, tf.zeros_like(tokens[:, :1])], axis=1)
+  at_end = tf.range(tf.shape(padded, out_type=length.dtype)[1])[None, :] == length[:, None]
+  return tf.where(at_end, tf.cast(eos_id, tokens.dtype), padded)
 
 
 def join_pieces(pieces: Sequence[str], labels: Sequence[str], suffix: str) -> Tuple[List[str], List[str]]:

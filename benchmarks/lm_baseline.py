@@ -25,7 +25,8 @@ LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def sequences(data_dir: str, metadata: contract.Metadata, split: str):
-  """Every record's token ids, in shard order."""
+  """Every record's token ids, in shard order, between end ids where the data has one (then
+  the pairs of consecutive ids are the trainer's (input, target) pairs, the end included)."""
   context_spec, sequence_spec = contract.parsing_spec(metadata.task)
   paths = contract.shard_paths(data_dir, metadata.raw, split)
   dataset = tf.data.TFRecordDataset(paths, compression_type=metadata.compression).batch(1024)
@@ -34,7 +35,10 @@ def sequences(data_dir: str, metadata: contract.Metadata, split: str):
                                                 sequence_features=sequence_spec)
     lengths = tf.math.count_nonzero(parsed[contract.TOKENS], axis=1).numpy()
     for row, length in zip(parsed[contract.TOKENS].numpy(), lengths):
-      yield row[:length]
+      if metadata.eos_id is None:
+        yield row[:length]
+      else:
+        yield np.concatenate([[metadata.eos_id], row[:length], [metadata.eos_id]])
 
 
 def bigram_perplexity(data_dir: str) -> dict:

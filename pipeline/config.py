@@ -55,8 +55,10 @@ class PipelineConfig:
   label_column: Optional[str] = _option(
       None, help="conllu: the label's column, upos (default), xpos, deprel, feats, misc or a column number; "
       "conll: a column number (default: the last column)")
-  tokenizer: str = _option("word", choices=("word", "wordpiece"),
-                           help="word: one token per word; wordpiece: subword pieces learned on train")
+  tokenizer: str = _option("word", choices=("word", "whitespace", "wordpiece"),
+                           help="word: one token per word and punctuation mark; whitespace: the text's "
+                           "whitespace-separated strings as they are (pre-tokenized corpora); wordpiece: subword "
+                           "pieces learned on train")
   shard_writer: str = _option(
       "auto", choices=("auto", "runs", "shuffle"),
       help="how records reach their shards: runs (temporary files; only their paths are grouped), "

@@ -195,8 +195,9 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError(f"--encoding {config.encoding}: not an encoding Python knows") from None
   if not 0.0 <= config.eval_fraction < 1.0:
     raise UsageError("--eval_fraction must be in [0, 1)")
-  if config.max_vocab is not None and config.max_vocab <= contract.NUM_RESERVED:
-    raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
+  reserved = contract.reserved_tokens(config.task)
+  if config.max_vocab is not None and config.max_vocab <= len(reserved):
+    raise UsageError(f"--max_vocab must be above {len(reserved)} (it counts {', '.join(reserved)})")
   if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
 
@@ -352,14 +353,18 @@ def log_counters(result) -> None:
     logging.info("Beam counters: %s", ", ".join(f"{name}={n}" for name, n in sorted(totals.items())))
 
 
-def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dict:
-  """transform_fn/assets/NAME (real entries) → OUTPUT_DIR/FILE with <pad>, <unk> first."""
+def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str, reserved=contract.RESERVED_TOKENS) -> dict:
+  """transform_fn/assets/NAME (real entries) → OUTPUT_DIR/FILE with the reserved entries
+  first (<pad>, <unk>; for an lm's tokens also </s>)."""
   asset = os.path.join(config.output_dir, contract.TRANSFORM_FN_DIR, "assets", asset_name)
   entries = contract.read_vocab(asset) if tf.io.gfile.exists(asset) else []
   with tf.io.gfile.GFile(os.path.join(config.output_dir, file_name), "w") as f:
-    f.write("".join(entry + "\n" for entry in list(contract.RESERVED_TOKENS) + entries))
-  return {"file": file_name, "size": len(entries) + contract.NUM_RESERVED,
-          "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
+    f.write("".join(entry + "\n" for entry in list(reserved) + entries))
+  vocab = {"file": file_name, "size": len(entries) + len(reserved), "pad_id": contract.PAD_ID,
+           "unk_id": contract.UNK_ID}
+  if contract.EOS_TOKEN in reserved:
+    vocab["eos_id"] = contract.EOS_ID
+  return vocab
 
 
 def _encoding_hint(record_counts: dict, encoding: str) -> str:
@@ -386,7 +391,8 @@ def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
       "format_version": contract.FORMAT_VERSION,
       "task": config.task,
       "features": contract.feature_spec(config.task),
-      "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE),
+      "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE,
+                            contract.reserved_tokens(config.task)),
   }
   if config.task in ("tag", "classify"):
     metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)

@@ -9,8 +9,8 @@ Signatures:
       tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
                 ("" past the length), length [batch]
       classify: label_id [batch], label [batch] string, probabilities [batch, classes], token_ids
-      lm:       log_likelihood [batch] (sum over predicted tokens), predicted_tokens [batch] int64,
-                length [batch], token_ids
+      lm:       log_likelihood [batch] (sum over predicted tokens, the end of the text included),
+                predicted_tokens [batch] int64, length [batch], token_ids
   raw  the pipeline's raw record, batched: text [batch] (or "" where tokens are given),
       tokens [batch, time] strings padded with "", token_count [batch] (0 where text is given),
       and the gold labels: labels [batch, time] (tag) or label [batch] (classify), any
@@ -22,7 +22,8 @@ Signatures:
       weight, and label_ids for tag/classify) → its eval sums, exactly as the training run's
       evaluation computes them.
   next_token  (lm) token_ids [batch, time], length [batch] → logits [batch, vocab] of the
-      token after each row's last one, and tokens [batch, time]: the ids as vocab.txt's strings.
+      token after each row's last one (EOS_ID: the text ends), and tokens [batch, time]: the
+      ids as vocab.txt's strings.
 """
 
 import os
@@ -42,8 +43,10 @@ class ServingModule(tf.Module):
   """Raw text → transform_fn → model → predictions, as tf.functions."""
 
   def __init__(self, model: keras.Model, transform_dir: str, task: str, labels: List[str],
-               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None):
+               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None,
+               eos_id: Optional[int] = None):
     super().__init__()
+    self.eos_id = eos_id  # lm: predicted after each sequence's last token (contract.lm_targets)
     self.token_names = tf.constant(tokens or [""])
     self.model = model
     self.transform = contract.load_saved_model(transform_dir)
@@ -92,7 +95,7 @@ class ServingModule(tf.Module):
     length = transformed[contract.LENGTH]
     width = tf.maximum(tf.reduce_max(tf.concat([ids.row_lengths(), [1]], 0)), 1)  # "" still runs
     token_ids = ids.to_tensor(default_value=contract.PAD_ID, shape=tf.stack([tf.shape(length, tf.int64)[0], width]))
-    logits = self.model(token_ids, training=False)
+    logits = self.model(self._inputs(token_ids), training=False)
     if self.task == "tag":
       label_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
       label_ids = tf.where(token_ids != contract.PAD_ID, label_ids, contract.PAD_ID)
@@ -109,7 +112,7 @@ class ServingModule(tf.Module):
       outputs = {"label_id": label_id, "label": tf.gather(self.label_names, label_id),
                  "probabilities": tf.nn.softmax(logits), "token_ids": token_ids}
     else:
-      targets = contract.lm_targets(token_ids)
+      targets = contract.lm_targets(token_ids, length, self.eos_id)
       mask = tf.cast(targets != contract.PAD_ID, tf.float32)
       log_probs = -tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)
       outputs = {"log_likelihood": tf.reduce_sum(log_probs * mask, axis=1),
@@ -139,7 +142,7 @@ class ServingModule(tf.Module):
       batch[contract.LABEL] = transformed[contract.LABEL]
       outputs["gold_ids"] = batch[contract.LABEL]
       outputs["label_names"] = self.label_names
-    outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction))
+    outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id))
     return outputs
 
   def _score(self, features):
@@ -149,12 +152,19 @@ class ServingModule(tf.Module):
       batch[contract.LABELS] = features["label_ids"]
     elif self.task == "classify":
       batch[contract.LABEL] = features["label_ids"]
-    logits = self.model(features["token_ids"], training=False)
-    return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction)
+    logits = self.model(self._inputs(features["token_ids"]), training=False)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id)
+
+  def _inputs(self, token_ids):
+    """What the model reads for these ids (an lm: after the end id, contract.lm_inputs)."""
+    return contract.lm_inputs(token_ids, self.eos_id) if self.task == "lm" else token_ids
 
   def _next_token(self, token_ids, length):
-    logits = self.model(token_ids, training=False)
-    return {"logits": tf.gather(logits, tf.maximum(length - 1, 0), axis=1, batch_dims=1),
+    logits = self.model(self._inputs(token_ids), training=False)
+    # The logits after each row's last token: at input position `length` after the end id
+    # (position 0, the end id itself, for an empty row), else at length - 1.
+    last = length if self.eos_id is not None else tf.maximum(length - 1, 0)
+    return {"logits": tf.gather(logits, last, axis=1, batch_dims=1),
             "tokens": tf.gather(self.token_names, token_ids)}
 
 
@@ -166,7 +176,8 @@ def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Mo
   labels = contract.read_vocab(labels_path) if labels_path else []
   module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), metadata.task, labels,
                          contract.raw_columns(metadata.task), config.loss_reduction,
-                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None)
+                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None,
+                         metadata.eos_id)
   path = os.path.join(config.model_dir, EXPORT_DIR)
   temp_path = path + ".tmp"
   if tf.io.gfile.exists(temp_path):

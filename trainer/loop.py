@@ -40,6 +40,7 @@ class Trainer:
     self.strategy = strategy
     self.metadata = contract.Metadata.of(metadata)
     self.task = self.metadata.task
+    self.eos_id = self.metadata.eos_id  # lm: the end-of-sequence target (None: an older output, none)
     self.replicas = strategy.num_replicas_in_sync
     self.compression = self.metadata.compression
     self.train_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "train")
@@ -105,8 +106,8 @@ class Trainer:
   # --- steps ---------------------------------------------------------------------------
 
   def _replica_sums(self, batch, training: bool):
-    logits = self.model(batch[contract.TOKENS], training=training)
-    target = loss_lib.targets(batch, self.task)
+    logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=training)
+    target = loss_lib.targets(batch, self.task, self.eos_id)
     mask = loss_lib.target_mask(batch, target)
     loss_sum, count = loss_lib.loss_sums(logits, target, mask, self.config.loss_reduction)
     return logits, target, mask, loss_sum, count
@@ -144,8 +145,8 @@ class Trainer:
     return {"loss_sum": loss_sum, "count": count, "tokens": tf.reduce_sum(lengths), "slots": slots}
 
   def _eval_replica_step(self, batch):
-    logits = self.model(batch[contract.TOKENS], training=False)
-    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction)
+    logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=False)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction, self.eos_id)
 
   def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}

@@ -16,13 +16,15 @@ from trainer import loss as loss_lib
 SUM_KEYS = ("loss_sum", "count", "nll_sum", "correct", "targets", "examples", "tokens")
 
 
-def eval_sums(logits: tf.Tensor, batch: Mapping[str, tf.Tensor], task: str, reduction: str) -> Dict[str, tf.Tensor]:
-  """The sums of one batch (rows with weight 0 count for nothing).
+def eval_sums(logits: tf.Tensor, batch: Mapping[str, tf.Tensor], task: str, reduction: str,
+              eos_id: Optional[int] = None) -> Dict[str, tf.Tensor]:
+  """The sums of one batch (rows with weight 0 count for nothing); `logits` of
+  `loss.model_inputs(batch, task, eos_id)`.
 
   `loss_sum / count` is the training loss (its reduction); `nll_sum` is the summed log-loss
   in nats over every target whatever the reduction (for bits per character).
   """
-  target = loss_lib.targets(batch, task)
+  target = loss_lib.targets(batch, task, eos_id)
   mask = loss_lib.target_mask(batch, target)
   loss_sum, count = loss_lib.loss_sums(logits, target, mask, reduction)
   nll_sum, targets = loss_lib.loss_sums(logits, target, mask, "token")

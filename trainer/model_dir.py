@@ -60,7 +60,7 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
     # Others may read it at any moment: never half-written. `label_column`: the raw files'
     # column the labels came from, trainer.evaluate's and trainer.predict's default.
     write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer,
-                      "label_column": metadata.options.get("label_column")})
+                      "label_column": metadata.options.get("label_column"), "eos_id": metadata.eos_id})
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:

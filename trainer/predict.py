@@ -20,7 +20,8 @@ gets one line per input line. A bad record (a CoNLL row without a token, an empt
 JSON line that does not parse) gets an empty prediction (jsonl: {"error": reason}) in its
 place and is counted on stderr. The file is streamed in batches.
 
-`--generate N` (lm): N tokens sampled after each text, with `--temperature` and `--seed`.
+`--generate N` (lm): up to N tokens sampled after each text, with `--temperature` and
+`--seed`; generation stops where the model ends the text (its end-of-sequence id, `</s>`).
 
 Examples:
   python -m trainer.predict --model_dir models/ner --data_dir out/ner "Alice flew to Oslo ."
@@ -68,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--output", help="where --input's predictions go (default stdout)")
   serving.add_raw_file_flags(parser)
   parser.add_argument("--batch_size", type=int, default=64, help="records per call of the model (default 64)")
-  parser.add_argument("--generate", type=int, default=0, help="lm: tokens to sample after each text")
+  parser.add_argument("--generate", type=int, default=0, help="lm: at most this many tokens sampled after each text (it stops at the end of the text)")
   parser.add_argument("--temperature", type=float, default=1.0, help="--generate: softmax temperature")
   parser.add_argument("--seed", type=int, default=0, help="--generate: sampling seed")
   return parser
@@ -138,7 +139,7 @@ def format_outputs(task: str, outputs: dict, token_vocab: Optional[TokenVocab]) 
             for row, label in enumerate(outputs["label"].numpy())]
   lines = []
   for log_likelihood, predicted in zip(outputs["log_likelihood"].numpy(), outputs["predicted_tokens"].numpy()):
-    # A text of one token predicts nothing (no end-of-sequence id): no perplexity to give.
+    # An lm without an end id (an older output) predicts nothing for a text of one token.
     perplexity = f"{math.exp(-log_likelihood / predicted):.2f}" if predicted else "n/a"
     lines.append(f"log_likelihood {log_likelihood:.4f} perplexity {perplexity}")
   return lines
@@ -260,8 +261,9 @@ def join_generated(text: str, tokens: Sequence[str], wordpiece_suffix: Optional[
 
 
 def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, seed: int,
-             wordpiece_suffix: Optional[str] = None) -> List[str]:
-  """Each text followed by `num_tokens` tokens sampled from the model (never <pad> or <unk>),
+             wordpiece_suffix: Optional[str] = None, eos_id: Optional[int] = None) -> List[str]:
+  """Each text followed by up to `num_tokens` tokens sampled from the model (never <pad> or
+  <unk>), until it samples the end of the text (`eos_id`, model.json's; not printed),
   WordPiece pieces joined into words (`wordpiece_suffix`, e.g. "##": model.json's tokenizer)."""
   rng = np.random.default_rng(seed)
   raw, next_token = loaded.signatures["raw"], loaded.signatures["next_token"]
@@ -278,6 +280,8 @@ def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, 
       probabilities = np.exp(logits - logits.max())
       probabilities /= probabilities.sum()
       token_ids.append(int(rng.choice(len(probabilities), p=probabilities)))
+      if token_ids[-1] == eos_id:
+        break
       generated.append(token_ids[-1])
     names = next_token(token_ids=tf.constant([generated or [contract.PAD_ID]], tf.int64),
                        length=tf.constant([1], tf.int64))["tokens"].numpy()[0]
@@ -326,7 +330,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   count = 0
   for batch in batches(read_texts(args.texts), args.batch_size):
     if args.generate:
-      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count, suffix)
+      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count, suffix,
+                       model.description.get("eos_id"))
     else:
       lines = format_outputs(task, serve(text=tf.constant(batch)), token_vocab)
     for line in lines:

@@ -19,16 +19,17 @@ def vocab(output_dir, name="vocab.txt"):
   return contract.read_vocab(os.path.join(output_dir, name))
 
 
-def reference_tokenize(text, lowercase=False):
+def reference_tokenize(text, lowercase=False, split_punctuation=True):
   """The documented tokenization, written independently of the TF graph: separators are
-  Unicode Z* and Cc characters; each punctuation (P*) or symbol (S*) character is a token."""
+  Unicode Z* and Cc characters; each punctuation (P*) or symbol (S*) character is a token
+  (with `split_punctuation`, the word tokenizer; without, --tokenizer whitespace)."""
   tokens, current = [], []
   for char in text.lower() if lowercase else text:
     category = unicodedata.category(char)
     if category.startswith("Z") or category == "Cc":
       tokens.append("".join(current))
       current = []
-    elif category[0] in "PS":
+    elif category[0] in "PS" and split_punctuation:
       tokens += ["".join(current), char]
       current = []
     else:
@@ -80,19 +81,25 @@ def test_conll_tag_round_trip(tmp_path):
   assert counts["read"] == counts["written"] == len(TAGGED)
 
 
-def test_text_lm_round_trip_with_documented_tokenization(tmp_path):
+@pytest.mark.parametrize("tokenizer", ["word", "whitespace"])
+def test_text_lm_round_trip_with_documented_tokenization(tmp_path, tokenizer):
   lines = ["Hello, World! It's 3.5$ today.", "", "   ", "naïve café\tCAFÉ — ok?", "東京 😀😀 שלום",
-           "tabs\tand\x0bvertical\u2028separators", "x" * 3]
+           "tabs\tand\x0bvertical\u2028separators\x85nel", "x" * 3,
+           "the <unk> index rose N N % to $ N @-@ a record"]  # Penn Treebank as the field ships it
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
   out = tmp_path / "out"
-  preprocess(corpus, out, "text", "lm", "--lowercase", "--eval_fraction", "0")
+  preprocess(corpus, out, "text", "lm", "--lowercase", "--eval_fraction", "0", "--tokenizer", tokenizer)
 
   records = read_records(out, "train")
   token_vocab = vocab(out)
   got = collections.Counter(tokens for tokens, _ in decode(records, token_vocab))
-  expected = collections.Counter(tuple(reference_tokenize(l, lowercase=True)) for l in lines if l.strip())
+  expected = collections.Counter(tuple(reference_tokenize(l, lowercase=True, split_punctuation=tokenizer == "word"))
+                                 for l in lines if l.strip())
   assert got == expected
+  if tokenizer == "whitespace":
+    assert {"<unk>", "@-@", "n", "$", "3.5$", "hello,"} <= set(token_vocab)
+  assert token_vocab[:3] == ["<pad>", "<unk>", "</s>"]
   assert all(not any(c in t for c in "\n\t\r ") for t in token_vocab)
   counts = read_metadata(out)["counts"]
   assert counts["filtered"] == {"empty": 2}

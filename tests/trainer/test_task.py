@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import contract
-from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_records
+from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_metadata, read_records
 from trainer import task
 from trainer.config import TrainerConfig
 from trainer.model import build_model
@@ -104,11 +104,13 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
   preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0")
   refused = train(data, model, "--early_stopping", "1", check=False)
   assert refused.returncode == 2 and "--early_stopping needs eval examples" in refused.stderr
-  process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2")
-  assert "no eval examples" in process.stderr and "exported step 6 (last: no eval examples)" in process.stdout
+  process = train(data, model, "--train_steps", "40", "--eval_every", "20", "--log_every", "20")
+  assert "no eval examples" in process.stderr and "exported step 40 (last: no eval examples)" in process.stdout
   with open(model / "metrics.json") as f:
     metrics = json.load(f)
-  assert metrics["global_step"] == metrics["best_step"] == 6 and metrics["best"] == {}
+  assert metrics["global_step"] == metrics["best_step"] == 40 and metrics["best"] == {}
+  assert read_metadata(data)["vocab"]["eos_id"] == contract.EOS_ID
+  assert contract.read_vocab(os.path.join(data, "vocab.txt"))[:3] == ["<pad>", "<unk>", "</s>"]
   assert not [key for key in metrics if key.startswith("eval_")]
   evaluate = lambda *args: call_cli("trainer.evaluate", "--model_dir", model, *args, check=False)
   refused = evaluate("--data_dir", data)
@@ -123,7 +125,7 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     assert on_text[key] == pytest.approx(on_shards[key], rel=1e-5)
   predicted = call_cli("trainer.predict", "--model_dir", model, "--input", corpus, "--format", "text").stdout
   log_likelihoods = [float(line.split()[1]) for line in predicted.splitlines()]
-  targets = on_shards["eval_tokens"] - on_shards["eval_examples"]  # each token predicts the next
+  targets = on_shards["eval_tokens"] + on_shards["eval_examples"]  # each token, and the end after the last
   assert len(log_likelihoods) == len(lines)
   assert -sum(log_likelihoods) == pytest.approx(on_shards["eval_loss"] * targets, rel=1e-4)
 
@@ -134,6 +136,12 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     assert sum(line.startswith("##") for line in f) > 10  # plenty of continuation pieces to draw
   assert generated.startswith("the heavy engineer") and "##" not in generated
   assert len(generated.split()) < 3 + 40
+  # Every sentence of the corpus ends after its punctuation: the model learned to end
+  # there, and generation stops where it ends the text (the most likely token, nearly always).
+  for prompt in ("the heavy engineer sleeps .", "a quick light pipeline knows that every tree falls !"):
+    ended = call_cli("trainer.predict", "--model_dir", model, "--generate", "10", "--temperature", "0.001",
+                     prompt).stdout.strip()
+    assert ended == prompt
 
 
 def train_until_preempted(*args):
