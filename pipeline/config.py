@@ -59,6 +59,10 @@ class PipelineConfig:
                            help="word: one token per word and punctuation mark; whitespace: the text's "
                            "whitespace-separated strings as they are (pre-tokenized corpora); wordpiece: subword "
                            "pieces learned on train")
+  vocab_from: Optional[str] = _option(
+      None, metavar="OUTPUT_DIR", help="encode with an earlier run's transform_fn (its vocabularies and "
+      "tokenizer), no analysis: a token gets the same id in both outputs, so a model trained on one continues "
+      "on the other. The options that shape the transform (TRANSFORM_OPTIONS) are that run's")
   shard_writer: str = _option(
       "auto", choices=("auto", "runs", "shuffle"),
       help="how records reach their shards: runs (temporary files; only their paths are grouped), "
@@ -72,10 +76,15 @@ class PipelineConfig:
     input and options give the same bytes, metadata.json included, whatever the runner.
     """
     options = dataclasses.asdict(self)
-    for not_an_output_option in ("inputs", "eval_inputs", "test_inputs", "output_dir", "shard_writer"):
+    for not_an_output_option in ("inputs", "eval_inputs", "test_inputs", "output_dir", "shard_writer",
+                                 "vocab_from"):
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
     return options
+
+
+# The options a transform_fn is made with: --vocab_from takes them from the earlier run.
+TRANSFORM_OPTIONS = ("task", "tokenizer", "lowercase", "max_length", "max_vocab", "min_count", "vocab_partitions")
 
 
 def _flag_type(annotation):

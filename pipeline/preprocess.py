@@ -202,6 +202,51 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
 
 
+def explicit_flags(argv: Optional[Sequence[str]]) -> set:
+  """The dests of the pipeline's flags given on the command line (not left at their default)."""
+  parser = build_parser()
+  for action in parser._actions:  # pylint: disable=protected-access
+    action.default = argparse.SUPPRESS
+    action.required = False
+  given, _ = parser.parse_known_args(argv)
+  return set(vars(given))
+
+
+def with_vocab_from(config: PipelineConfig, given: set) -> PipelineConfig:
+  """The config with the transform options of --vocab_from's run (config_lib.TRANSFORM_OPTIONS).
+
+  Raises:
+    UsageError: not a finished OUTPUT_DIR, or an option given that differs from that run's.
+  """
+  if not config.vocab_from:
+    return config
+  source = config.vocab_from
+  if os.path.abspath(source) == os.path.abspath(config.output_dir):
+    raise UsageError("--vocab_from must be another run's OUTPUT_DIR, not --output_dir")
+  try:
+    metadata = contract.load_metadata(source)
+  except contract.DataDirError as error:
+    raise UsageError(f"--vocab_from {error}") from None
+  theirs = {"task": metadata.task, **{name: metadata.options[name] for name in config_lib.TRANSFORM_OPTIONS
+                                      if name in metadata.options}}
+  for name, value in theirs.items():
+    if name in given and getattr(config, name) != value:
+      flag = "--" + name
+      raise UsageError(f"{flag} {getattr(config, name)}: --vocab_from {source} was made with {flag} {value}, "
+                       "and its transform is used as it is; leave the flag out")
+  return dataclasses.replace(config, **theirs)
+
+
+def copy_transform(source: str, output_dir: str) -> None:
+  """--vocab_from's transform_fn/ and transformed_metadata/ into OUTPUT_DIR, as they are."""
+  for name in (contract.TRANSFORM_FN_DIR, contract.TRANSFORMED_METADATA_DIR):
+    for directory, _, file_names in tf.io.gfile.walk(os.path.join(source, name)):
+      target = os.path.join(output_dir, os.path.relpath(directory, source))
+      tf.io.gfile.makedirs(target)
+      for file_name in file_names:
+        tf.io.gfile.copy(os.path.join(directory, file_name), os.path.join(target, file_name), overwrite=True)
+
+
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
   """Refuses a non-empty directory unless --overwrite; then removes only our own files.
 
@@ -321,7 +366,10 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, input_files:
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):
     analyzed, _ = _read_splits(pipeline, config, input_files, report=False)
-    transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
+    if config.vocab_from:  # the earlier run's transform, copied into OUTPUT_DIR as it is: no analysis
+      transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(config.output_dir)
+    else:
+      transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
     splits, reads = _read_splits(pipeline, config, input_files, report=True)
     dead_letters = [r[counts.DEAD_LETTER] for r in reads]
     if len(dead_letters) > 1:
@@ -403,6 +451,10 @@ def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
   metadata["tokenizer"] = transform.tokenizer_metadata(config)
   metadata["bucket_boundaries"] = statistics.bucket_table(histogram)
   metadata["options"] = config.options()
+  if config.vocab_from:
+    source = contract.read_metadata(config.vocab_from)
+    metadata["tokenizer"] = source["tokenizer"]
+    metadata["vocab_from"] = {"output_dir": config.vocab_from, "created": source.get("created")}
   metadata["versions"] = statistics.versions()
   metadata["inputs"] = [{"file": f.path, "size": f.size, **({"split": split} if split != "train" else {})}
                         for split in input_files.splits() for f in getattr(input_files, split)]
@@ -440,9 +492,12 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   config = config_lib.from_flags(known)
   try:
     check_pipeline_args(pipeline_args, parser)
+    config = with_vocab_from(config, explicit_flags(argv))
     check_config(config)
     input_files = match_input_files(config)
     prepare_output_dir(config.output_dir, known.overwrite)
+    if config.vocab_from:
+      copy_transform(config.vocab_from, config.output_dir)
     options = pipeline_options(pipeline_args)
   except UsageError as error:
     if known.verbose:

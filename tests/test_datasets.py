@@ -116,3 +116,42 @@ def test_train_never_reads_test_and_evaluate_and_predict_read_the_raw_test_file_
     else:  # comments, ranges, empty nodes, blank lines and the malformed sentence: as they were
       assert after == before
   assert changed < 0.8 * sum(len(c) == 10 and c[0].isdigit() for c in map(lambda l: l.split(b"\t"), original_lines))
+
+
+@pytest.mark.long
+def test_vocab_from_encodes_new_data_with_the_same_ids_and_the_model_continues_on_it(
+    demo_tag_data, demo_tagger, tmp_path):
+  from tests.conftest import DEMO_TAGGER_FLAGS, write_conll  # pylint: disable=g-import-not-at-top
+  with open(DEMO_CONLL, encoding="utf-8") as f:
+    blocks = [[tuple(row.split("\t")) for row in block.split("\n") if row] for block in f.read().split("\n\n")]
+  sentences = [block for block in blocks[-200:] if block] + [[("Zyzzyva", "PROPN"), ("sleeps", "VERB")]]
+  corpus, out = tmp_path / "more.conll", tmp_path / "more"
+  write_conll(corpus, sentences)
+  common = ["--input", corpus, "--output_dir", out, "--format", "conll", "--task", "tag", "--vocab_from", demo_tag_data]
+  refused = call_cli("pipeline.preprocess", *common, "--lowercase", check=False)
+  assert refused.returncode == 2 and "was made with --lowercase False" in refused.stderr.strip().splitlines()[-1]
+  call_cli("pipeline.preprocess", *common, "--eval_fraction", "0.2")
+
+  for name in ("vocab.txt", "labels.txt", "transform_fn/assets/tokens", "transform_fn/assets/labels"):
+    assert (out / name).read_bytes() == open(os.path.join(demo_tag_data, name), "rb").read(), name
+  metadata, source = read_metadata(out), read_metadata(demo_tag_data)
+  assert metadata["vocab_from"]["output_dir"] == str(demo_tag_data)
+  from pipeline.config import TRANSFORM_OPTIONS  # pylint: disable=g-import-not-at-top
+  assert all(metadata["options"][name] == source["options"][name] for name in TRANSFORM_OPTIONS if name != "task")
+  assert metadata["vocab"] == source["vocab"] and metadata["options"]["eval_fraction"] == 0.2
+  vocab = contract.read_vocab(os.path.join(demo_tag_data, "vocab.txt"))
+  from tests.conftest import read_records  # pylint: disable=g-import-not-at-top
+  written = {tuple(vocab[i] for i in record["tokens"]) for split in ("train", "eval")
+             for record in read_records(out, split)}
+  expected = {tuple(token if token in vocab else "<unk>" for token, _ in sentence) for sentence in sentences}
+  assert written == expected  # each token by the earlier run's id; unseen ones <unk>
+
+  model_dir = tmp_path / "model"
+  shutil.copytree(demo_tagger[0], model_dir)
+  flags = list(DEMO_TAGGER_FLAGS)
+  flags[flags.index("--train_steps") + 1] = "110"
+  process = call_cli("trainer.task", "--data_dir", out, "--model_dir", model_dir, *flags)
+  assert "continuing on new data" in process.stderr
+  with open(model_dir / "metrics.json") as f:
+    metrics = json.load(f)
+  assert metrics["global_step"] == 110 and metrics["best_step"] == 110  # the first eval on new data is its best

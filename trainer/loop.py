@@ -31,8 +31,13 @@ class Trainer:
   """Owns the strategy, model, optimizer, datasets and checkpoints of one run."""
 
   def __init__(self, config: TrainerConfig, strategy: tf.distribute.Strategy,
-               metadata: Union[dict, contract.Metadata], is_chief: bool = True, worker_name: str = "chief"):
+               metadata: Union[dict, contract.Metadata], is_chief: bool = True, worker_name: str = "chief",
+               new_data: bool = False):
     self.config = config
+    # Data this MODEL_DIR's checkpoints were not trained on (another OUTPUT_DIR of the same
+    # vocabulary, pipeline.preprocess --vocab_from): a resumed run reads it from its start
+    # rather than skipping the batches the checkpoint's steps took from the old data.
+    self.new_data = new_data
     self.is_chief = is_chief
     # Every worker saves (saving may involve collectives), but only the chief into
     # MODEL_DIR's shared directories; the others into MODEL_DIR/workers/NAME.
@@ -212,12 +217,15 @@ class Trainer:
       self.checkpoint.restore(restored).assert_existing_objects_matched()
     start = self.step
     if restored:
-      logging.info("Resumed from %s at step %d", restored, start)
+      logging.info("Resumed from %s at step %d%s", restored, start,
+                   f", continuing on new data ({config.data_dir}) from its start" if self.new_data else "")
     self.best.load()
+    if self.new_data and restored:
+      self.best.start_over()
     if not self.evaluates:
       logging.warning("%s has no eval examples (pipeline.preprocess --eval_fraction 0, or too few records): "
                       "training without evaluation; the export is the last step", config.data_dir)
-    iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
+    iterator = iter(self.distributed_dataset(training=True, skip_batches=0 if self.new_data else start))
     metrics = {"global_step": start, "replicas": self.replicas, "parser": self.parser_name}
     run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
     self.early_stopped = self._out_of_patience()

@@ -125,6 +125,11 @@ class BestCheckpoint:
     self.last_eval_step = state["last_eval_step"]
     logging.info("Best so far: step %d, %s", self.step, self.metrics)
 
+  def start_over(self) -> None:
+    """Forgets the best so far (scored on another eval split), keeping its checkpoint until
+    a new best replaces it: on new data, the first evaluation is the best."""
+    self.step, self.metrics, self.evals_without_improvement = None, None, 0
+
   def update(self, step: int, results: dict) -> bool:
     """Records an evaluation of `step`; checkpoints it if it is the best so far."""
     if step <= self.last_eval_step:  # evaluated before a kill, resumed from an older checkpoint

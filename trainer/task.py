@@ -113,7 +113,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   logging.info("%s with %d replicas (%s); task %s", type(strategy).__name__, strategy.num_replicas_in_sync,
                worker_name, metadata.task)
   try:
-    trainer = loop.Trainer(config, strategy, metadata, is_chief=is_chief, worker_name=worker_name)
+    trainer = loop.Trainer(config, strategy, metadata, is_chief=is_chief, worker_name=worker_name,
+                           new_data=checked is not None)
   except contract.DataDirError as error:
     parser.error(str(error))
   try:
