@@ -48,7 +48,7 @@ LABELS = "labels"  # feature list (tag), one int64 per time step
 LABEL = "label"  # context (classify), int64 >= 2 for a known label
 
 TASKS = ("lm", "tag", "classify")
-FORMATS = ("text", "jsonl", "conll", "conllu")
+FORMATS = ("text", "jsonl", "conll", "conllu", "parquet")
 SPLITS = ("train", "eval", "test")  # test: written only from --test_input, and never read by trainer.task
 TRAINING_SPLITS = ("train", "eval")
 NUM_BUCKETS_CHOICES = (4, 8, 16, 32)

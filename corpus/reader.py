@@ -19,6 +19,7 @@ from corpus.lines import Line, read_lines
 
 LINE_FORMATS = ("text", "jsonl")  # a record per line
 BLOCK_FORMATS = ("conll", "conllu")  # a record per sentence (blank-line separated rows)
+# parquet: a record per row (corpus/parquet.py)
 
 
 class Item(NamedTuple):
@@ -29,6 +30,12 @@ class Item(NamedTuple):
   offset: int  # of the record's first byte (past a byte-order mark: a file offset)
   lines: Sequence[Line]  # the record's lines as read (CoNLL: its rows), each with its line end
   skipped: Sequence[Line] = ()  # with keep_skipped: the lines before it that belong to no record
+  row: Optional[dict] = None  # Parquet: the row itself (its fields), which has no lines
+
+  @property
+  def is_record(self) -> bool:
+    """Whether a record was read here (good, filtered or bad), not only lines between records."""
+    return bool(self.lines) or self.row is not None
 
 
 def has_tabs(f) -> bool:
@@ -62,7 +69,7 @@ def _item(parse, lines: List[Line], offset: int, skipped=()) -> Item:
 
 def read_items(f, file_format: str, task: str, *, max_record_bytes: int, start: int = 0,
                need_labels: bool = True, label_column=None, use_tabs: bool = True,
-               keep_skipped: bool = False) -> Iterator[Item]:
+               keep_skipped: bool = False, fields: records.Fields = records.DEFAULT_FIELDS) -> Iterator[Item]:
   """The records of a text, jsonl, conll or conllu file, lazily, in order.
 
   Args:
@@ -74,6 +81,7 @@ def read_items(f, file_format: str, task: str, *, max_record_bytes: int, start: 
     start: the offset `f` is at.
     need_labels: tag records need their labels (evaluate); without (predict), tokens only.
     label_column: `--label_column` (CoNLL-U: upos by default; CoNLL: the last column).
+    fields: jsonl: the names of the record's fields.
     use_tabs: CoNLL columns split on tabs (`has_tabs`) or on runs of spaces.
     keep_skipped: CoNLL: keep the lines between records, for a writer that writes the
       file back (lines after the last record come as a last Item without lines).
@@ -82,10 +90,9 @@ def read_items(f, file_format: str, task: str, *, max_record_bytes: int, start: 
   if file_format in LINE_FORMATS:
     if file_format == "text":
       parse = lambda raw: records.parse_text_line(raw, task)  # pylint: disable=unnecessary-lambda-assignment
-    elif task == "tag" and not need_labels:  # `tokens` (or `text`) to predict from, no labels
-      parse = lambda raw: records.parse_json_line(raw, "lm")  # pylint: disable=unnecessary-lambda-assignment
-    else:
-      parse = lambda raw: records.parse_json_line(raw, task)  # pylint: disable=unnecessary-lambda-assignment
+    else:  # tag without need_labels: `tokens` (or `text`) to predict from, no labels
+      json_task = "lm" if task == "tag" and not need_labels else task
+      parse = lambda raw: records.parse_json_line(raw, json_task, fields)  # pylint: disable=unnecessary-lambda-assignment
     for line in lines:
       if line.too_long:
         yield Item(None, "record_too_long", False, line.offset, [line])

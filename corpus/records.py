@@ -101,7 +101,7 @@ def parse_text_line(raw: bytes, task: str) -> Record:
 
 
 class Fields(NamedTuple):
-  """The names of a record's fields in a JSON object or a Parquet row (overridable for Parquet)."""
+  """The names of a record's fields in a JSON object or a Parquet row (--text_field, ...)."""
   text: str = "text"
   tokens: str = "tokens"
   labels: str = "labels"
@@ -111,7 +111,7 @@ class Fields(NamedTuple):
 DEFAULT_FIELDS = Fields()
 
 
-def parse_json_line(raw: bytes, task: str) -> Record:
+def parse_json_line(raw: bytes, task: str, fields: Optional[Fields] = None) -> Record:
   """One JSON object: `text` or `tokens`; `labels` (tag) or `label` (classify)."""
   line = decode(raw)
   if is_blank(raw):
@@ -120,7 +120,7 @@ def parse_json_line(raw: bytes, task: str) -> Record:
     obj = json.loads(line)
   except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
     raise BadRecord("bad_json") from None
-  return parse_object(obj, task)
+  return parse_object(obj, task, fields or DEFAULT_FIELDS)
 
 
 def parse_object(obj, task: str, fields: Fields = DEFAULT_FIELDS) -> Record:

@@ -55,6 +55,10 @@ class PipelineConfig:
   label_column: Optional[str] = _option(
       None, help="conllu: the label's column, upos (default), xpos, deprel, feats, misc or a column number; "
       "conll: a column number (default: the last column)")
+  text_field: str = _option("text", help="jsonl, parquet: the name of the raw text's field")
+  tokens_field: str = _option("tokens", help="jsonl, parquet: the name of the given tokens' field")
+  labels_field: str = _option("labels", help="jsonl, parquet: the name of the per-token labels' field (tag)")
+  label_field: str = _option("label", help="jsonl, parquet: the name of the label's field (classify)")
   tokenizer: str = _option("word", choices=("word", "whitespace", "wordpiece"),
                            help="word: one token per word and punctuation mark; whitespace: the text's "
                            "whitespace-separated strings as they are (pre-tokenized corpora); wordpiece: subword "
@@ -68,6 +72,10 @@ class PipelineConfig:
       help="how records reach their shards: runs (temporary files; only their paths are grouped), "
       "shuffle (through the runner's shuffle, no temporary file), or auto: runs on Beam's local runners, "
       "shuffle on the others (Dataflow, Flink, Spark, portable). The shards are the same bytes either way")
+
+  def fields(self) -> records.Fields:
+    """The names of a JSON object's or a Parquet row's fields."""
+    return records.Fields(self.text_field, self.tokens_field, self.labels_field, self.label_field)
 
   def options(self) -> dict:
     """The options that shape the output, as recorded in metadata.json.

@@ -15,6 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from corpus import files
 from corpus import lines
+from corpus import parquet
 
 # Uncompressed inputs are split into ranges of this many bytes, so that workers share even
 # one file evenly (a local runner hands a stage's elements out round-robin).
@@ -27,6 +28,7 @@ class InputFile(NamedTuple):
 
 
 class FileRange(NamedTuple):
+  """A part of a file to read: bytes [start, end), or for Parquet its row groups [start, end)."""
   path: str
   start: int
   end: int  # exclusive; -1 means "to the end of the file"
@@ -46,6 +48,14 @@ def split_into_ranges(input_file: InputFile, splittable: bool = True) -> Iterato
     return
   for start in range(0, input_file.size, RANGE_BYTES):
     yield FileRange(input_file.path, start, min(start + RANGE_BYTES, input_file.size), input_file.size)
+
+
+def split_into_row_groups(input_file: InputFile) -> Iterator[FileRange]:
+  """A Parquet file's row groups, one range each, so a large file is read by many workers."""
+  with open_raw(input_file.path, input_file.size) as f:
+    groups = parquet.row_groups(f)
+  for group in groups:
+    yield FileRange(input_file.path, group.index, group.index + 1, input_file.size)
 
 
 def open_raw(path: str, listed_size: int = -1):

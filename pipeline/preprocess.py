@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import contract
 from corpus import files
+from corpus import parquet
 from corpus import records
 from pipeline import arrow
 from pipeline import config as config_lib
@@ -179,7 +180,7 @@ def match_inputs(patterns: Sequence[str]) -> List[inputs.InputFile]:
 
 def check_config(config: PipelineConfig) -> None:
   if config.file_format == "text" and config.task != "lm":
-    raise UsageError("--format text has no labels: use --task lm, or jsonl/conll for tag and classify")
+    raise UsageError("--format text has no labels: use --task lm, or jsonl/conll/parquet for tag and classify")
   if config.file_format in ("conll", "conllu") and config.task == "classify":
     raise UsageError(f"--format {config.file_format} has one label per token: use --task tag (or lm)")
   if config.label_column is not None:
@@ -319,7 +320,23 @@ def match_input_files(config: PipelineConfig) -> InputFiles:
       if f.path in flags:
         raise UsageError(f"{flag} {f.path}: it is also an {flags[f.path]}; a file belongs to one split")
       flags[f.path] = flag
+    if files and config.file_format == "parquet":  # the columns, from the first file's footer
+      _check_parquet_columns(files[0].path, flag, config)
   return groups
+
+
+def _check_parquet_columns(path: str, flag: str, config: PipelineConfig) -> None:
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  try:
+    with inputs.open_raw(path) as f:
+      schema = pq.ParquetFile(f).schema_arrow
+  except Exception as error:  # pylint: disable=broad-except  # pyarrow's ArrowInvalid, an OSError, ...
+    raise UsageError(f"{flag} {path}: not a Parquet file ({error})") from None
+  lacking = parquet.missing_columns(schema, config.task, config.fields())
+  if lacking:
+    raise UsageError(f"{flag} {path}: no column {lacking} for --task {config.task} (its columns: "
+                     f"{', '.join(schema.names)}); name yours with --text_field, --tokens_field, --labels_field "
+                     "or --label_field")
 
 
 def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles, report: bool):
@@ -336,7 +353,7 @@ def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: I
     label = stage if split == "train" else f"{stage}[{split}]"
     reads.append(pipeline | label >> read.ReadCorpus(
         files, config.file_format, config.task, config.max_record_bytes, report=report, encoding=config.encoding,
-        label_column=config.label_column))
+        label_column=config.label_column, fields=config.fields()))
     if split == "train":
       eval_fraction = 0.0 if input_files.eval else config.eval_fraction
       splits.update(reads[-1].records | ("Split" if report else "SplitToAnalyze") >> Split(eval_fraction))

@@ -21,6 +21,7 @@ A UTF-8 byte-order mark at the start of a file is skipped, not read.
 """
 
 import io
+import json
 from typing import List, Sequence
 
 import apache_beam as beam
@@ -30,6 +31,7 @@ from apache_beam.transforms.window import GlobalWindows
 from corpus import blocks
 from corpus import files
 from corpus import lines
+from corpus import parquet
 from corpus import reader
 from corpus import records
 from pipeline import arrow
@@ -41,8 +43,11 @@ DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in e
 
 
 def dead_letter(reason: str, path: str, offset: int, raw) -> dict:
+  """errors/'s row for a bad record: its bytes or text, or a Parquet row (as JSON)."""
   if isinstance(raw, bytes):
     raw = raw.decode("utf-8", errors="replace")
+  elif isinstance(raw, dict):
+    raw = json.dumps(raw, ensure_ascii=False, default=str)
   return {"reason": reason, "file": path, "offset": offset, "record": raw[:DEAD_LETTER_RECORD_CHARS]}
 
 
@@ -173,9 +178,10 @@ class ReadLinesDoFn(_BundleBatchingDoFn):
   """Reads byte ranges of text or JSON-lines files."""
 
   def __init__(self, file_format: str, task: str, max_record_bytes: int, report: bool = True,
-               encoding: str = files.UTF8):
+               encoding: str = files.UTF8, fields: records.Fields = records.DEFAULT_FIELDS):
     self.file_format = file_format
     self.task = task
+    self.fields = fields
     self.max_record_bytes = max_record_bytes
     self.report = report
     self.encoding = encoding
@@ -189,7 +195,7 @@ class ReadLinesDoFn(_BundleBatchingDoFn):
         yield from self._read_text(f, file_range, start, batcher)
       else:
         for line in lines.read_lines(f, start, file_range.end, self.max_record_bytes):
-          yield from batcher.add_line(records.parse_json_line, line, 0, self.task)
+          yield from batcher.add_line(records.parse_json_line, line, 0, self.task, self.fields)
         if file_range.end >= 0:  # read_lines stops at `end`, or at the end of the file
           _check_read_to(file_range, f.tell())
 
@@ -280,9 +286,26 @@ class ReadConllDoFn(_BundleBatchingDoFn):
     return reader.parse_block([row.data for row in rows], self.file_format, self.task, use_tabs, self.label_index)
 
 
+class ReadParquetDoFn(_BundleBatchingDoFn):
+  """Reads Parquet row groups (FileRange start/end: row-group indices); a row is a record."""
+
+  def __init__(self, task: str, report: bool = True, fields: records.Fields = records.DEFAULT_FIELDS):
+    self.task, self.report, self.fields = task, report, fields
+
+  def process(self, file_range: FileRange):
+    with inputs.open_raw(file_range.path, file_range.listed_size) as f:
+      groups = parquet.row_groups(f)[file_range.start:file_range.end]
+      batcher = self.batcher(file_range.path)
+      for group in groups:
+        rows = parquet.read_rows(f, group.index, parquet.needed_fields(self.task, self.fields))
+        for number, row in enumerate(rows, group.first_row):
+          yield from batcher.add(parquet.parse_row, row, number, self.task, self.fields)
+
+
 @beam.ptransform_fn
 def ReadCorpus(pbegin, input_files: Sequence[InputFile], file_format: str, task: str,  # pylint: disable=invalid-name
-               max_record_bytes: int, report: bool = True, encoding: str = files.UTF8, label_column=None):
+               max_record_bytes: int, report: bool = True, encoding: str = files.UTF8, label_column=None,
+               fields: records.Fields = records.DEFAULT_FIELDS):
   """Files → RecordBatches of good records, plus `dead_letter` and `counts` outputs.
 
   Returns a DoOutputsTuple: the main output (`.records`) holds RecordBatches (schema
@@ -295,13 +318,19 @@ def ReadCorpus(pbegin, input_files: Sequence[InputFile], file_format: str, task:
   once.
   """
   splittable = file_format in reader.LINE_FORMATS and files.is_utf8(encoding)
+  if file_format == "parquet":
+    split = beam.FlatMap(inputs.split_into_row_groups)
+  else:
+    split = beam.FlatMap(inputs.split_into_ranges, splittable)
   ranges = (
       pbegin
       | "ListFiles" >> beam.Create(list(input_files))
-      | "SplitIntoRanges" >> beam.FlatMap(inputs.split_into_ranges, splittable)
+      | "SplitIntoRanges" >> split
       | "Distribute" >> beam.Reshuffle())
   if file_format in reader.BLOCK_FORMATS:
     read = ReadConllDoFn(task, max_record_bytes, report, encoding, file_format, label_column)
+  elif file_format == "parquet":
+    read = ReadParquetDoFn(task, report, fields)
   else:
-    read = ReadLinesDoFn(file_format, task, max_record_bytes, report, encoding)
+    read = ReadLinesDoFn(file_format, task, max_record_bytes, report, encoding, fields)
   return ranges | "Parse" >> beam.ParDo(read).with_outputs(counts.DEAD_LETTER, counts.COUNTS, main="records")

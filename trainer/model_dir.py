@@ -60,7 +60,9 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
     # Others may read it at any moment: never half-written. `label_column`: the raw files'
     # column the labels came from, trainer.evaluate's and trainer.predict's default.
     write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer,
-                      "label_column": metadata.options.get("label_column"), "eos_id": metadata.eos_id})
+                      "label_column": metadata.options.get("label_column"), "eos_id": metadata.eos_id,
+                      "fields": {name: metadata.options[f"{name}_field"] for name in ("text", "tokens", "labels", "label")
+                                 if f"{name}_field" in metadata.options}})
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:

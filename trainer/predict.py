@@ -188,12 +188,14 @@ def _predictions(task: str, outputs: dict, row: int, record: records.Record) -> 
 
 def _looks_wrong(chunk: List[serving.Item], file_format: str) -> Optional[str]:
   """Why the first batch of a file says it is not in --format, or None."""
-  records_ = [item for item in chunk if item.lines]
+  records_ = [item for item in chunk if item.is_record]
   if not records_:
     return None
   if all(item.record is None and not item.filtered for item in records_):
     reasons = sorted({item.problem for item in records_})
     return f"none of its first {len(records_)} records is good {file_format} ({', '.join(reasons)})"
+  if file_format == "parquet":
+    return None
   first_lines = [item.lines[0].data for item in records_]
   if file_format != "jsonl" and all(line.lstrip().startswith(b"{") for line in first_lines):
     return "its lines are JSON objects (use --format jsonl)"
@@ -211,7 +213,8 @@ def predict_file(loaded, task: str, raw_file: serving.RawFile, out, batch_size: 
       out, file_format, task, encoding=raw_file.encoding,
       use_tabs=file_format != "conll" or serving.has_tabs(raw_file),
       label_index=records.label_column_index(raw_file.label_column, file_format) if file_format == "conllu" else None,
-      bom=file_format in ("conll", "conllu") and serving.has_bom(raw_file))
+      bom=file_format in ("conll", "conllu") and serving.has_bom(raw_file),
+      schema=serving.parquet_schema(raw_file) if file_format == "parquet" else None)
   problems = collections.Counter()
   items = serving.read_items(raw_file, task, need_labels=False, keep_skipped=True)
   show_progress = sys.stderr.isatty()
@@ -230,7 +233,7 @@ def predict_file(loaded, task: str, raw_file: serving.RawFile, out, batch_size: 
       for row, (index, record) in enumerate(good):
         predictions[index] = _predictions(task, outputs, row, record)
     for item, prediction in zip(chunk, predictions):
-      if item.record is None and item.lines:
+      if item.record is None and item.is_record:
         problems[item.problem or "empty"] += 1
       writer.write(item, prediction)
     done += len(chunk)
@@ -305,6 +308,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     if args.generate and task != "lm":
       raise UsageError(f"--generate needs a language model; this is a {task} model")
     raw_file = serving.raw_file_from_flags(args, model) if args.input else None
+    if args.format == "parquet" and not args.output:
+      raise UsageError("--format parquet writes a Parquet file: give --output")
     if args.format == "conllu" and task != "tag":
       raise UsageError(f"--format conllu writes predicted labels into a column: it needs a tag model, not {task}")
   except UsageError as error:

@@ -4,6 +4,7 @@ by the pipeline's own reader (`corpus`) and batched for the export's `raw` signa
 No Beam, no TFT, no Keras: the export holds the model and the pipeline's transform.
 """
 
+import io
 import json
 import os
 from typing import Iterator, NamedTuple, Optional, Sequence
@@ -13,6 +14,7 @@ import tensorflow as tf
 
 import contract
 from corpus import files
+from corpus import parquet
 from corpus import reader
 from corpus import records
 from trainer.config import EXPORT_DIR, MODEL_FILE
@@ -71,6 +73,7 @@ class RawFile(NamedTuple):
   encoding: str = files.UTF8
   label_column: Optional[str] = None  # CoNLL-U: upos by default; CoNLL: the last column
   max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES
+  fields: records.Fields = records.DEFAULT_FIELDS  # jsonl, parquet: the names of the fields
 
 
 def add_raw_file_flags(parser) -> None:
@@ -82,6 +85,9 @@ def add_raw_file_flags(parser) -> None:
                       "(default: the column the model's training data used, else upos / the last column)")
   parser.add_argument("--max_record_bytes", type=int, default=records.DEFAULT_MAX_RECORD_BYTES,
                       help="longer records are counted as record_too_long (default %(default)s)")
+  for name in records.Fields._fields:
+    parser.add_argument(f"--{name}_field", default=None,
+                        help=f"jsonl, parquet: the name of the {name} field (default: the training data's, else {name})")
 
 
 def raw_file_from_flags(args, model: "Model") -> RawFile:
@@ -103,7 +109,9 @@ def raw_file_from_flags(args, model: "Model") -> RawFile:
     raise UsageError(f"--encoding {args.encoding}: not an encoding Python knows") from None
   except ValueError as error:
     raise UsageError(str(error)) from None
-  return RawFile(args.input, args.format, args.encoding, label_column, args.max_record_bytes)
+  fields = records.Fields(**{name: getattr(args, f"{name}_field") or model.description.get("fields", {}).get(name, name)
+                             for name in records.Fields._fields})
+  return RawFile(args.input, args.format, args.encoding, label_column, args.max_record_bytes, fields)
 
 
 def _open(raw_file: RawFile):
@@ -129,14 +137,63 @@ def read_items(raw_file: RawFile, task: str, need_labels: bool, keep_skipped: bo
     task: the model's task (which fields a record needs).
     need_labels: tag records need their labels (evaluate); without (predict), a CoNLL row's
       first column is its token and any others are kept as they are.
-    keep_skipped: CoNLL: also the lines between records, to write the file back.
+    keep_skipped: to write the file back: CoNLL: also the lines between records; Parquet:
+      every column of a row.
   """
+  if raw_file.file_format == "parquet":
+    with _open_parquet(raw_file) as f:
+      yield from parquet.read_items(f, task, raw_file.fields, need_labels, all_columns=keep_skipped)
+    return
   use_tabs = raw_file.file_format != "conll" or has_tabs(raw_file)
   with _open(raw_file) as f:
     start = files.skip_bom(f)
     yield from reader.read_items(
         f, raw_file.file_format, task, max_record_bytes=raw_file.max_record_bytes, start=start,
-        need_labels=need_labels, label_column=raw_file.label_column, use_tabs=use_tabs, keep_skipped=keep_skipped)
+        need_labels=need_labels, label_column=raw_file.label_column, use_tabs=use_tabs, keep_skipped=keep_skipped,
+        fields=raw_file.fields)
+
+
+class _SeekableGFile(io.RawIOBase):
+  """tf.io.gfile.GFile as a seekable io stream (pyarrow reads Parquet from one)."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._file = tf.io.gfile.GFile(path, "rb")
+
+  def readable(self):
+    return True
+
+  def seekable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def seek(self, offset, whence=io.SEEK_SET):
+    self._file.seek(offset, whence)
+    return self._file.tell()
+
+  def tell(self):
+    return self._file.tell()
+
+  def close(self):
+    self._file.close()
+    super().close()
+
+
+def _open_parquet(raw_file: RawFile):
+  if not tf.io.gfile.exists(raw_file.path) or tf.io.gfile.isdir(raw_file.path):
+    raise UsageError(f"--input {raw_file.path}: no such file")
+  return io.BufferedReader(_SeekableGFile(raw_file.path), 1 << 20)
+
+
+def parquet_schema(raw_file: RawFile):
+  """The Arrow schema of a Parquet --input (a writer writes its rows back with predictions)."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  with _open_parquet(raw_file) as f:
+    return pq.ParquetFile(f).schema_arrow
 
 
 def has_bom(raw_file: RawFile) -> bool:

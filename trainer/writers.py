@@ -8,6 +8,8 @@
 - jsonl: each object gets `labels` (tag), `label` and `probabilities` (classify) or
   `log_likelihood` and `perplexity` (lm).
 - text: one line per input line.
+- parquet: each row gets the jsonl keys as columns (a column of that name is replaced),
+  and `error` (the reason a row has no prediction, else null).
 
 A record without a prediction (bad, or filtered) keeps its lines unchanged (CoNLL), gets
 {"error": reason} (jsonl) or an empty line (text).
@@ -17,18 +19,35 @@ import codecs
 import json
 from typing import List, Optional
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from corpus import files
 from corpus import records
 from corpus.reader import Item
+
+
+# The prediction columns of a Parquet output, by task.
+_PREDICTION_COLUMNS = {
+    "tag": [("labels", pa.list_(pa.string()))],
+    "classify": [("label", pa.string()), ("probabilities", pa.map_(pa.string(), pa.float64()))],
+    "lm": [("log_likelihood", pa.float64()), ("perplexity", pa.float64())],
+}
+PARQUET_ROWS_PER_WRITE = 1 << 16
 
 
 class PredictionWriter:
   """Writes Items and their predictions to a binary stream, in the input's format."""
 
   def __init__(self, out, file_format: str, task: str, *, encoding: str = files.UTF8, use_tabs: bool = True,
-               label_index: Optional[int] = None, bom: bool = False):
+               label_index: Optional[int] = None, bom: bool = False, schema: Optional[pa.Schema] = None):
     self.out, self.file_format, self.task = out, file_format, task
     self.use_tabs, self.label_index = use_tabs, label_index
+    self._rows, self._parquet = [], None
+    if file_format == "parquet":  # the input's columns, then the predictions'
+      added = _PREDICTION_COLUMNS[task] + [("error", pa.string())]
+      kept = [field for field in schema if field.name not in dict(added)]
+      self._schema = pa.schema(kept + [pa.field(name, kind) for name, kind in added])
     self.utf8 = files.is_utf8(encoding)
     self._encoder = codecs.getincrementalencoder(encoding)(errors="surrogateescape")
     if bom:
@@ -44,7 +63,14 @@ class PredictionWriter:
     return text.encode(files.UTF8) if self.utf8 else self._encoder.encode(text)
 
   def write(self, item: Item, prediction: Optional[dict]) -> None:
-    if self.file_format in ("conll", "conllu"):
+    if self.file_format == "parquet":
+      row = {**item.row, **(prediction or {}), "error": None if prediction else (item.problem or "empty")}
+      if "probabilities" in row and row["probabilities"] is not None:
+        row["probabilities"] = list(row["probabilities"].items())
+      self._rows.append(row)
+      if len(self._rows) >= PARQUET_ROWS_PER_WRITE:
+        self._write_rows()
+    elif self.file_format in ("conll", "conllu"):
       for line in item.skipped:
         self.out.write(self._as_read(line.data + line.end))
       if self.file_format == "conll":
@@ -84,8 +110,19 @@ class PredictionWriter:
           data = self._text("\t".join(columns))
       self.out.write(data + self._as_read(line.end))
 
+  def _write_rows(self) -> None:
+    if self._parquet is None:
+      self._parquet = pq.ParquetWriter(self.out, self._schema)
+    self._parquet.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
+    self._rows = []
+
   def flush(self) -> None:
-    self.out.write(self._encoder.encode("", final=True) if not self.utf8 else b"")
+    if self.file_format == "parquet":
+      if self._rows or self._parquet is None:
+        self._write_rows()
+      self._parquet.close()
+    elif not self.utf8:
+      self.out.write(self._encoder.encode("", final=True))
     self.out.flush()
 
 
