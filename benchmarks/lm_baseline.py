@@ -41,7 +41,8 @@ def sequences(data_dir: str, metadata: contract.Metadata, split: str):
         yield np.concatenate([[metadata.eos_id], row[:length], [metadata.eos_id]])
 
 
-def bigram_perplexity(data_dir: str) -> dict:
+def bigram_perplexity(data_dir: str, split: str = "eval") -> dict:
+  """The bigram's perplexity on `split`, its interpolation weight chosen on that split."""
   metadata = contract.load_metadata(data_dir)
   unigrams = np.ones(metadata.vocab_size)  # add-one: every id has some mass
   unigrams[contract.PAD_ID] = 0.0
@@ -53,7 +54,7 @@ def bigram_perplexity(data_dir: str) -> dict:
   history = collections.Counter()
   for (previous, _), count in bigrams.items():
     history[previous] += count
-  pairs = [(int(v), int(w)) for ids in sequences(data_dir, metadata, "eval") for v, w in zip(ids[:-1], ids[1:])]
+  pairs = [(int(v), int(w)) for ids in sequences(data_dir, metadata, split) for v, w in zip(ids[:-1], ids[1:])]
   bigram_p = np.array([bigrams.get(pair, 0) / history[pair[0]] if history[pair[0]] else 0.0 for pair in pairs])
   target_p = unigram_p[np.array([w for _, w in pairs])]
   results = {lam: -np.mean(np.log(lam * bigram_p + (1 - lam) * target_p)) for lam in LAMBDAS}
