@@ -7,7 +7,7 @@ Pure Python (no Beam, no TensorFlow), so the pipeline's reader and the trainer's
 import hashlib
 import json
 import re
-from typing import List, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import List, NamedTuple, Optional, Sequence, Union
 
 DEFAULT_MAX_RECORD_BYTES = 1 << 20  # longer records are dead letters (the pipeline's --max_record_bytes)
 

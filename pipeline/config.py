@@ -14,6 +14,10 @@ import contract
 from corpus import records
 
 
+class UsageError(Exception):
+  """A mistake in the command line or its inputs: exit 2 with one line."""
+
+
 def _option(default=dataclasses.MISSING, help: str = "", **argparse_kwargs):  # pylint: disable=redefined-builtin
   """A field that is also a flag: no default makes the flag required; `argparse_kwargs`
   (flag, choices, action, metavar) go to add_argument."""

@@ -1,4 +1,5 @@
-"""Input files and their byte ranges, opened through Beam's FileSystems.
+"""Input files: the --input, --eval_input and --test_input files listed, split into byte
+ranges (or Parquet row groups), and opened through Beam's FileSystems.
 
 An uncompressed UTF-8 text or JSON-lines file is read in byte ranges, so one large file is
 read by many workers; a line belongs to the range its first byte falls in, as in Beam's
@@ -8,14 +9,17 @@ raw files with too.
 """
 
 import io
-from typing import Iterator, NamedTuple
+import os
+from typing import Iterator, List, NamedTuple, Sequence
 
+import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from corpus import files
 from corpus import lines
 from corpus import parquet
+from pipeline.config import PipelineConfig, UsageError
 
 # Uncompressed inputs are split into ranges of this many bytes, so that workers share even
 # one file evenly (a local runner hands a stage's elements out round-robin).
@@ -90,3 +94,110 @@ def seek_to_range(f, file_range: FileRange) -> int:
     return files.skip_bom(f)
   f.seek(file_range.start - 1)
   return file_range.start - 1 + lines.skip_line(f)
+
+
+# --- listing the inputs ----------------------------------------------------------------
+
+
+def _is_glob(pattern: str) -> bool:
+  return any(char in pattern for char in "*?[")
+
+
+def _is_local(path: str) -> bool:
+  return "://" not in path
+
+
+def _matches(pattern: str):
+  """(path, size) of each file `pattern` names: a file, the files directly inside a
+  directory (not hidden), or a glob's matches that are files."""
+  is_dir = tf.io.gfile.isdir(pattern)
+  try:
+    matched = FileSystems.match([os.path.join(pattern, "*") if is_dir else pattern])[0].metadata_list
+  except Exception as error:  # pylint: disable=broad-except  # Beam raises BeamIOError
+    raise UsageError(f"--input {pattern}: {error}") from None
+  found = []
+  for metadata in matched:
+    path = metadata.path
+    if is_dir and os.path.basename(path.rstrip("/")).startswith("."):
+      continue
+    if path.endswith("/") or (_is_local(path) and os.path.isdir(path)):
+      continue  # a glob or directory names files; a directory inside is not read
+    if is_dir and _is_local(path) and not os.path.isfile(path):
+      continue  # nor a FIFO or socket in a directory
+    found.append((path, metadata.size_in_bytes))
+  if not found:
+    what = "directory holds no regular, non-hidden file" if is_dir else (
+        "no file matches" if _is_glob(pattern) else "no such file")
+    raise UsageError(f"--input {pattern}: {what}")
+  return found
+
+
+def _check_readable(path: str) -> None:
+  """A local input that is not a regular file, or cannot be opened, is named now, not
+  found halfway through the job."""
+  if not _is_local(path):
+    return
+  if not os.path.isfile(path):
+    raise UsageError(f"--input {path}: not a regular file")
+  try:
+    with open(path, "rb") as f:
+      f.read(1)
+  except OSError as error:
+    raise UsageError(f"--input {path}: cannot be read ({error.strerror or error})") from None
+
+
+def match_inputs(patterns: Sequence[str]) -> List[InputFile]:
+  """Expands files, directories and globs, in a stable order; see `_matches`.
+
+  A pattern that names no file, and an input that cannot be read, are usage errors.
+  """
+  sizes = {}
+  for pattern in patterns:
+    for path, size in _matches(pattern):
+      sizes[path] = size
+  for path in sizes:
+    _check_readable(path)
+  return [InputFile(path, size) for path, size in sorted(sizes.items())]
+
+
+class InputFiles(NamedTuple):
+  """The files of each kind of --input, as `match_inputs` lists them."""
+  train: List[InputFile]  # --input: train, and eval by --eval_fraction without eval files
+  eval: List[InputFile] = []  # --eval_input
+  test: List[InputFile] = []  # --test_input
+
+  def all(self) -> List[InputFile]:
+    return self.train + self.eval + self.test
+
+  def splits(self) -> List[str]:
+    """The splits the output holds: train and eval always, test when given."""
+    return ["train", "eval"] + (["test"] if self.test else [])
+
+
+def match_input_files(config: PipelineConfig) -> InputFiles:
+  """`match_inputs` of --input, --eval_input and --test_input; a file in two of them is a usage error."""
+  groups = InputFiles(match_inputs(config.inputs), match_inputs(config.eval_inputs) if config.eval_inputs else [],
+                      match_inputs(config.test_inputs) if config.test_inputs else [])
+  flags = {}
+  for flag, listed in (("--input", groups.train), ("--eval_input", groups.eval), ("--test_input", groups.test)):
+    for f in listed:
+      if f.path in flags:
+        raise UsageError(f"{flag} {f.path}: it is also an {flags[f.path]}; a file belongs to one split")
+      flags[f.path] = flag
+    if listed and config.file_format == "parquet":  # the columns, from the first file's footer
+      _check_parquet_columns(listed[0].path, flag, config)
+  return groups
+
+
+def _check_parquet_columns(path: str, flag: str, config: PipelineConfig) -> None:
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  try:
+    with open_raw(path) as f:
+      schema = pq.ParquetFile(f).schema_arrow
+  except Exception as error:  # pylint: disable=broad-except  # pyarrow's ArrowInvalid, an OSError, ...
+    raise UsageError(f"{flag} {path}: not a Parquet file ({error})") from None
+  lacking = parquet.missing_columns(schema, config.task, config.fields())
+  if lacking:
+    raise UsageError(f"{flag} {path}: no column {lacking} for --task {config.task} (its columns: "
+                     f"{', '.join(schema.names)}); name yours with --text_field, --tokens_field, --labels_field "
+                     "or --label_field")

@@ -28,55 +28,36 @@ import argparse
 import dataclasses
 import difflib
 import gc
-import json
 import logging
 import os
 import re
 import sys
-import time
-from typing import List, NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top
-import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import contract
 from corpus import files
-from corpus import parquet
 from corpus import records
 from pipeline import arrow
 from pipeline import config as config_lib
 from pipeline import counts
-from pipeline import inputs
+from pipeline import output_dir as output_dir_lib
 from pipeline import read
 from pipeline import statistics
 from pipeline import transform
 from pipeline import vocabulary
 from pipeline import split as split_lib
 from pipeline import write
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, UsageError
 from pipeline.encode import EncodeSequenceExamples
+from pipeline.inputs import InputFiles, match_input_files
 from pipeline.split import Split
-
-# Dead letters that suggest the files are in another encoding (UTF-16 read as UTF-8 is
-# full of NUL bytes).
-_WRONG_ENCODING_REASONS = ("undecodable", "nul_byte")
-COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
-
-# What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
-_OWN_ENTRIES = re.compile(
-    r"^((train|eval|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
-    r"COMPLETED|transform_fn|transformed_metadata|errors|lengths\.png|\.tmp)$")
-
-
-class UsageError(Exception):
-  """A mistake in the command line or its inputs: exit 2 with one line."""
-
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
@@ -115,67 +96,6 @@ def check_pipeline_args(pipeline_args: Sequence[str], parser: argparse.ArgumentP
   close = difflib.get_close_matches(name, known, n=1)
   raise UsageError(f"unknown option {name}" + (f" (did you mean {close[0]}?)" if close else "")
                    + "; it is neither a pipeline option nor an Apache Beam one")
-
-
-def _is_glob(pattern: str) -> bool:
-  return any(char in pattern for char in "*?[")
-
-
-def _is_local(path: str) -> bool:
-  return "://" not in path
-
-
-def _matches(pattern: str):
-  """(path, size) of each file `pattern` names: a file, the files directly inside a
-  directory (not hidden), or a glob's matches that are files."""
-  is_dir = tf.io.gfile.isdir(pattern)
-  try:
-    matched = FileSystems.match([os.path.join(pattern, "*") if is_dir else pattern])[0].metadata_list
-  except Exception as error:  # pylint: disable=broad-except  # Beam raises BeamIOError
-    raise UsageError(f"--input {pattern}: {error}") from None
-  found = []
-  for metadata in matched:
-    path = metadata.path
-    if is_dir and os.path.basename(path.rstrip("/")).startswith("."):
-      continue
-    if path.endswith("/") or (_is_local(path) and os.path.isdir(path)):
-      continue  # a glob or directory names files; a directory inside is not read
-    if is_dir and _is_local(path) and not os.path.isfile(path):
-      continue  # nor a FIFO or socket in a directory
-    found.append((path, metadata.size_in_bytes))
-  if not found:
-    what = "directory holds no regular, non-hidden file" if is_dir else (
-        "no file matches" if _is_glob(pattern) else "no such file")
-    raise UsageError(f"--input {pattern}: {what}")
-  return found
-
-
-def _check_readable(path: str) -> None:
-  """A local input that is not a regular file, or cannot be opened, is named now, not
-  found halfway through the job."""
-  if not _is_local(path):
-    return
-  if not os.path.isfile(path):
-    raise UsageError(f"--input {path}: not a regular file")
-  try:
-    with open(path, "rb") as f:
-      f.read(1)
-  except OSError as error:
-    raise UsageError(f"--input {path}: cannot be read ({error.strerror or error})") from None
-
-
-def match_inputs(patterns: Sequence[str]) -> List[inputs.InputFile]:
-  """Expands files, directories and globs, in a stable order; see `_matches`.
-
-  A pattern that names no file, and an input that cannot be read, are usage errors.
-  """
-  sizes = {}
-  for pattern in patterns:
-    for path, size in _matches(pattern):
-      sizes[path] = size
-  for path in sizes:
-    _check_readable(path)
-  return [inputs.InputFile(path, size) for path, size in sorted(sizes.items())]
 
 
 def check_config(config: PipelineConfig) -> None:
@@ -238,55 +158,6 @@ def with_vocab_from(config: PipelineConfig, given: set) -> PipelineConfig:
   return dataclasses.replace(config, **theirs)
 
 
-def copy_transform(source: str, output_dir: str) -> None:
-  """--vocab_from's transform_fn/ and transformed_metadata/ into OUTPUT_DIR, as they are."""
-  for name in (contract.TRANSFORM_FN_DIR, contract.TRANSFORMED_METADATA_DIR):
-    for directory, _, file_names in tf.io.gfile.walk(os.path.join(source, name)):
-      target = os.path.join(output_dir, os.path.relpath(directory, source))
-      tf.io.gfile.makedirs(target)
-      for file_name in file_names:
-        tf.io.gfile.copy(os.path.join(directory, file_name), os.path.join(target, file_name), overwrite=True)
-
-
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-  """Refuses a non-empty directory unless --overwrite; then removes only our own files.
-
-  Then makes OUTPUT_DIR/.tmp, so that a directory that cannot be written (a file, a
-  read-only file system) is a usage error now rather than a failure in the job.
-  """
-  if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
-    raise UsageError(f"--output_dir {output_dir} is a file, not a directory")
-  try:
-    _clear_output_dir(output_dir, overwrite)
-    tf.io.gfile.makedirs(os.path.join(output_dir, write.TEMP_DIR))
-  except (OSError, tf.errors.OpError) as error:
-    reason = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
-    raise UsageError(f"--output_dir {output_dir}: cannot write there ({reason})") from None
-
-
-def _clear_output_dir(output_dir: str, overwrite: bool) -> None:
-  if not tf.io.gfile.exists(output_dir):
-    tf.io.gfile.makedirs(output_dir)
-    return
-  entries = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(output_dir))
-  if not entries:
-    return
-  if not overwrite:
-    raise UsageError(f"--output_dir {output_dir} is not empty; pass --overwrite to replace it")
-  foreign = [name for name in entries if not _OWN_ENTRIES.match(name)]
-  if foreign:
-    raise UsageError(f"--output_dir {output_dir} holds {foreign[0]}, which this pipeline did not write; "
-                     "refusing to overwrite it")
-  if contract.COMPLETED_FILE in entries:  # first, so an interrupted cleanup is never "complete"
-    tf.io.gfile.remove(os.path.join(output_dir, contract.COMPLETED_FILE))
-  for name in entries:
-    path = os.path.join(output_dir, name)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
-
-
 def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
   options = PipelineOptions(list(pipeline_args))
   standard = options.view_as(StandardOptions)
@@ -294,49 +165,6 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
     # DirectRunner may first try Prism, a runner binary it downloads; run in Python instead.
     standard.runner = "FnApiRunner"
   return options
-
-
-class InputFiles(NamedTuple):
-  """The files of each kind of --input, as `match_inputs` lists them."""
-  train: List[inputs.InputFile]  # --input: train, and eval by --eval_fraction without eval files
-  eval: List[inputs.InputFile] = []  # --eval_input
-  test: List[inputs.InputFile] = []  # --test_input
-
-  def all(self) -> List[inputs.InputFile]:
-    return self.train + self.eval + self.test
-
-  def splits(self) -> List[str]:
-    """The splits the output holds: train and eval always, test when given."""
-    return ["train", "eval"] + (["test"] if self.test else [])
-
-
-def match_input_files(config: PipelineConfig) -> InputFiles:
-  """`match_inputs` of --input, --eval_input and --test_input; a file in two of them is a usage error."""
-  groups = InputFiles(match_inputs(config.inputs), match_inputs(config.eval_inputs) if config.eval_inputs else [],
-                      match_inputs(config.test_inputs) if config.test_inputs else [])
-  flags = {}
-  for flag, files in (("--input", groups.train), ("--eval_input", groups.eval), ("--test_input", groups.test)):
-    for f in files:
-      if f.path in flags:
-        raise UsageError(f"{flag} {f.path}: it is also an {flags[f.path]}; a file belongs to one split")
-      flags[f.path] = flag
-    if files and config.file_format == "parquet":  # the columns, from the first file's footer
-      _check_parquet_columns(files[0].path, flag, config)
-  return groups
-
-
-def _check_parquet_columns(path: str, flag: str, config: PipelineConfig) -> None:
-  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  try:
-    with inputs.open_raw(path) as f:
-      schema = pq.ParquetFile(f).schema_arrow
-  except Exception as error:  # pylint: disable=broad-except  # pyarrow's ArrowInvalid, an OSError, ...
-    raise UsageError(f"{flag} {path}: not a Parquet file ({error})") from None
-  lacking = parquet.missing_columns(schema, config.task, config.fields())
-  if lacking:
-    raise UsageError(f"{flag} {path}: no column {lacking} for --task {config.task} (its columns: "
-                     f"{', '.join(schema.names)}); name yours with --text_field, --tokens_field, --labels_field "
-                     "or --label_field")
 
 
 def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles, report: bool):
@@ -347,12 +175,12 @@ def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: I
   """
   stage = "ReadCorpus" if report else "ReadCorpusToAnalyze"
   reads, splits = [], {}
-  for split, files in (("train", input_files.train), ("eval", input_files.eval), ("test", input_files.test)):
-    if not files:
+  for split in input_files.splits():
+    if not getattr(input_files, split):  # eval without --eval_input: a share of train's files
       continue
     label = stage if split == "train" else f"{stage}[{split}]"
     reads.append(pipeline | label >> read.ReadCorpus(
-        files, config.file_format, config.task, config.max_record_bytes, report=report, encoding=config.encoding,
+        getattr(input_files, split), config.file_format, config.task, config.max_record_bytes, report=report, encoding=config.encoding,
         label_column=config.label_column, fields=config.fields()))
     if split == "train":
       eval_fraction = 0.0 if input_files.eval else config.eval_fraction
@@ -402,7 +230,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, input_files:
           config.output_dir, split, num_shards, config.compression, shard_writer)
       all_counts += [encoded[counts.COUNTS], written]
     _ = (tuple(all_counts) | "FlattenCounts" >> beam.Flatten()
-         | "GatherCounts" >> statistics.GatherCounts(os.path.join(temp_dir, COUNTS_FILE)))
+         | "GatherCounts" >> statistics.GatherCounts(os.path.join(temp_dir, output_dir_lib.COUNTS_FILE)))
 
 
 def log_counters(result) -> None:
@@ -416,80 +244,6 @@ def log_counters(result) -> None:
     totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or counter.attempted or 0)
   if totals:
     logging.info("Beam counters: %s", ", ".join(f"{name}={n}" for name, n in sorted(totals.items())))
-
-
-def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str, reserved=contract.RESERVED_TOKENS) -> dict:
-  """transform_fn/assets/NAME (real entries) → OUTPUT_DIR/FILE with the reserved entries
-  first (<pad>, <unk>; for an lm's tokens also </s>)."""
-  asset = os.path.join(config.output_dir, contract.TRANSFORM_FN_DIR, "assets", asset_name)
-  entries = contract.read_vocab(asset) if tf.io.gfile.exists(asset) else []
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, file_name), "w") as f:
-    f.write("".join(entry + "\n" for entry in list(reserved) + entries))
-  vocab = {"file": file_name, "size": len(entries) + len(reserved), "pad_id": contract.PAD_ID,
-           "unk_id": contract.UNK_ID}
-  if contract.EOS_TOKEN in reserved:
-    vocab["eos_id"] = contract.EOS_ID
-  return vocab
-
-
-def _encoding_hint(record_counts: dict, encoding: str) -> str:
-  """"; N do not decode as E: is --encoding right?" when dead letters did not decode, else ""."""
-  undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
-  return f"; {undecodable} do not decode as {encoding}: is --encoding right?" if undecodable else ""
-
-
-def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
-  """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
-  temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
-  with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
-    summary = statistics.summarize(json.load(f), input_files.splits())
-  statistics.check_identity(summary)
-  if not summary["splits"]["train"]["examples"]:
-    record_counts = summary["counts"]
-    problems = ", ".join(f"{sum(record_counts[kind].values())} {kind.replace('_', ' ')}"
-                         for kind in ("filtered", "dead_letter")) + ("" if input_files.eval else ", or eval")
-    raise UsageError(f"no training examples among the {record_counts['read']} records read ({problems})"
-                     f"{_encoding_hint(record_counts, config.encoding)}; check --input, --format"
-                     f"{'' if input_files.eval else ' and --eval_fraction'}")
-  histogram = {int(l): n for l, n in summary["length_histogram"]["train"].items()}
-  metadata = {
-      "format_version": contract.FORMAT_VERSION,
-      "task": config.task,
-      "features": contract.feature_spec(config.task),
-      "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE,
-                            contract.reserved_tokens(config.task)),
-  }
-  if config.task in ("tag", "classify"):
-    metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)
-  for split in summary["splits"].values():  # sizes let readers detect truncated or altered shards
-    for shard in split["shards"]:
-      shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length
-  metadata.update(summary)
-  metadata["tokenizer"] = transform.tokenizer_metadata(config)
-  metadata["bucket_boundaries"] = statistics.bucket_table(histogram)
-  metadata["options"] = config.options()
-  if config.vocab_from:
-    source = contract.read_metadata(config.vocab_from)
-    metadata["tokenizer"] = source["tokenizer"]
-    metadata["vocab_from"] = {"output_dir": config.vocab_from, "created": source.get("created")}
-  metadata["versions"] = statistics.versions()
-  metadata["inputs"] = [{"file": f.path, "size": f.size, **({"split": split} if split != "train" else {})}
-                        for split in input_files.splits() for f in getattr(input_files, split)]
-  metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.METADATA_FILE), "w") as f:
-    json.dump(metadata, f, indent=1, ensure_ascii=False)
-  tf.io.gfile.rmtree(temp_dir)
-
-  record_counts = metadata["counts"]
-  dead = sum(record_counts["dead_letter"].values())
-  if record_counts["read"] and dead / record_counts["read"] > config.max_error_fraction:
-    raise UsageError(
-        f"{dead} of {record_counts['read']} records are dead letters, over --max_error_fraction "
-        f"{config.max_error_fraction}{_encoding_hint(record_counts, config.encoding)}; "
-        f"see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.COMPLETED_FILE), "w") as f:
-    f.write(metadata["created"] + "\n")
-  return metadata
 
 
 def job_error_line(error: Exception) -> str:
@@ -512,9 +266,9 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     config = with_vocab_from(config, explicit_flags(argv))
     check_config(config)
     input_files = match_input_files(config)
-    prepare_output_dir(config.output_dir, known.overwrite)
+    output_dir_lib.prepare(config.output_dir, known.overwrite)
     if config.vocab_from:
-      copy_transform(config.vocab_from, config.output_dir)
+      output_dir_lib.copy_transform(config.vocab_from, config.output_dir)
     options = pipeline_options(pipeline_args)
   except UsageError as error:
     if known.verbose:
@@ -541,7 +295,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   log_counters(result)
   try:  # errors past this point are about the data, not the command line: no usage line
-    metadata = finalize(config, input_files)
+    metadata = output_dir_lib.finalize(config, input_files)
   except UsageError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2

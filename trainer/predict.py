@@ -36,7 +36,6 @@ Imports TensorFlow only (no Beam, no TFT, no Keras).
 import argparse
 import collections
 import itertools
-import json
 import logging
 import math
 import sys

@@ -148,7 +148,7 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   assert metadata["tokenizer"]["type"] == "wordpiece" and metadata["vocab"]["size"] == len(vocab)
   by_words = {tuple(w for w, _ in s): s for s in SENTENCES}
   unknown = total = 0
-  for split in contract.SPLITS:
+  for split in contract.TRAINING_SPLITS:
     for record in read_records(output_dir, split):
       words = [vocab[i] for i in record["tokens"] if i > contract.UNK_ID and not vocab[i].startswith("##")]
       matches = [s for key, s in by_words.items() if oracle_ids(key, pieces)[0] == record["tokens"].tolist()]
@@ -168,8 +168,8 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   assert metadata["splits"]["train"]["tokens"] > 0
   assert unknown > 0  # the long word
   rates = metadata["unk_rate"]
-  pooled = sum(rates[s] * metadata["splits"][s]["tokens"] for s in contract.SPLITS)
-  assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.SPLITS)
+  pooled = sum(rates[s] * metadata["splits"][s]["tokens"] for s in contract.TRAINING_SPLITS)
+  assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.TRAINING_SPLITS)
 
 
 def serve(output_dir, texts, given=None):
@@ -200,9 +200,9 @@ def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
   output_dir = tmp_path / "out"
   preprocess(corpus, output_dir, "text", "lm", "--tokenizer", "wordpiece", "--min_count", "1000",
              "--eval_fraction", "0", "--max_length", "3")
-  assert contract.read_vocab(str(output_dir / contract.VOCAB_FILE)) == list(contract.RESERVED_TOKENS)
+  assert contract.read_vocab(str(output_dir / contract.VOCAB_FILE)) == list(contract.LM_RESERVED_TOKENS)
   metadata = read_metadata(output_dir)
-  assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.NUM_RESERVED
+  assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.num_reserved("lm")
   # 4 words of one piece each, cut to 3 pieces: counted as truncated although no word had 2 pieces.
   assert metadata["counts"]["truncated"] == 1 and metadata["splits"]["train"]["tokens"] == 2 + 3 + 3
   served = serve(str(output_dir), ["never seen, at all", ""])
