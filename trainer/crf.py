@@ -81,6 +81,7 @@ class TagDecoder:
     emissions = tf.gather(tf.cast(logits, tf.float32), order, batch_dims=1)
     return emissions if self.transitions is not None else tf.nn.log_softmax(emissions)
 
+  @tf.autograph.experimental.do_not_convert  # plain TF: nothing for AutoGraph to rewrite, and it is slow
   def loss_sums(self, logits: tf.Tensor, target: tf.Tensor, mask: tf.Tensor, reduction: str):
     """(sum of losses, count to divide by), as trainer/loss.py `loss_sums`: the CRF's
     negative log-likelihood per sequence, summed; `token` divides by real words, `sequence`
@@ -105,6 +106,7 @@ class TagDecoder:
     tags, _ = decode.viterbi(self._emissions(logits, order), transitions, start, end, lengths)
     return tf.cast(tags, tf.int64)
 
+  @tf.autograph.experimental.do_not_convert  # plain TF: nothing for AutoGraph to rewrite, and it is slow
   def decode(self, logits: tf.Tensor, words: tf.Tensor) -> tf.Tensor:
     """[B, T] label ids (int64): a tag at each word (`words`, [B, T] bool), <pad> elsewhere."""
     if not self.viterbi:
@@ -112,6 +114,7 @@ class TagDecoder:
     order, lengths = decode.compact(words)
     return decode.expand(self._decode_compact(logits, order, lengths), words, tf.constant(contract.PAD_ID, tf.int64))
 
+  @tf.autograph.experimental.do_not_convert  # plain TF: nothing for AutoGraph to rewrite, and it is slow
   def eval_sums(self, logits: tf.Tensor, target: tf.Tensor, mask: tf.Tensor) -> Dict[str, tf.Tensor]:
     """`correct` (decoded tags equal to the target, weighted by `mask`) and the chunk sums
     (entities.SUM_KEYS; zeros without a chunk scheme)."""

@@ -137,8 +137,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   export_path = export.export(config, metadata, trainer.model)
   stopped = " (early stopping)" if trainer.early_stopped else ""
   print(f"Trained to step {metrics['global_step']}{stopped} on {metrics['replicas']} replicas: "
-        + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "eval_accuracy", "eval_f1", "eval_perplexity")
-                    if k in metrics)
+        + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "eval_accuracy", "eval_f1",
+                                                       "eval_perplexity") if k in metrics)
         + f"; exported step {exported_step} ({config.export if trainer.evaluates else 'last: no eval examples'}) "
         f"to {export_path}, metrics in {metrics_path}")
   return 0

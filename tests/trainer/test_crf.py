@@ -52,6 +52,7 @@ def make_trainer(data_dir, replicas, reduction, tmp_path):
   return trainer
 
 
+@pytest.mark.long
 def test_crf_loss_and_gradients_are_exact_with_1_and_2_replicas_any_padding_and_by_brute_force(
     chunk_tag_data, tmp_path):
   labels = label_ids(chunk_tag_data)

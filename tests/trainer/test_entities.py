@@ -44,8 +44,8 @@ def counts(labels, cases):
   results = []
   for gold, predicted in cases:
     width = max([len(sentence) for sentence in gold] + [0]) + 3
-    ids = lambda sentences: tf.constant(
-        [[labels.index(l) for l in s] + [0] * (width - len(s)) for s in sentences], tf.int64, shape=[len(sentences), width])
+    ids = lambda sentences: tf.constant([[labels.index(l) for l in s] + [0] * (width - len(s)) for s in sentences],
+                                        tf.int64, shape=[len(sentences), width])
     lengths = tf.constant([len(s) for s in gold], tf.int32)
     results.append({k: float(v) for k, v in entities.chunk_sums(tables, ids(gold), ids(predicted), lengths).items()})
   return results
