@@ -2,11 +2,14 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# The reference tools that tests compare against (seqeval, nltk, sklearn-crfsuite): a venv of
+# their own, so they never meet the project's pinned requirements; run in subprocesses.
+PEERS := .venv-peers
 DEMO_OUT ?= demo_out
 
 .PHONY: setup demo test bench clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(PEERS)/.installed
 
 $(VENV)/.installed: requirements.txt setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 2; }
@@ -16,6 +19,15 @@ $(VENV)/.installed: requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps -e .
 	@# The native record parser (trainer/ops): optional, so a failed build only warns.
 	$(PY) -m trainer.ops || echo "warning: the trainer will parse records with tf.io.parse_sequence_example"
+	touch $@
+
+# Built anew (not updated) when benchmarks/peers.txt changes, so it holds exactly that file.
+$(PEERS)/.installed: benchmarks/peers.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 2; }
+	rm -rf $(PEERS)
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r benchmarks/peers.txt
 	touch $@
 
 demo: setup

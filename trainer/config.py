@@ -16,6 +16,9 @@ import dataclasses
 # traced with reduce_retracing.
 DEFAULT_PAD_MULTIPLE = 2
 
+# --tag_scheme's choices (trainer/entities.py reads them).
+TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes", "none")
+
 # MODEL_DIR's layout.
 CHECKPOINTS_DIR = "checkpoints"  # the last few steps, for resuming
 BEST_DIR = "checkpoints/best"  # the best-so-far step's checkpoint
@@ -64,7 +67,12 @@ class TrainerConfig:
   clip_norm: float = _flag(1.0, "global gradient norm clip; 0 = off")
   loss_reduction: str = _flag("token", "token: mean over real tokens; sequence: mean over sequences of their mean",
                               choices=("token", "sequence"))
-  export: str = _flag("best", "export the step with the best eval metric (accuracy; loss for lm) or the last",
+  tag_scheme: str = _flag("auto", "tag: the chunk tags of labels.txt, for entity F1 and well-formed decoded "
+                          "sequences; auto: from labels.txt (and the train labels for IOB1 vs IOB2)",
+                          choices=TAG_SCHEMES)
+  crf: bool = _flag(False, "tag: a CRF output layer (learned transition scores, sequence loss), decoded by Viterbi")
+  export: str = _flag("best", "export the step with the best eval metric (entity F1 for chunk tags, else "
+                      "accuracy; loss for lm) or the last",
                       choices=("best", "last"))
   early_stopping: int = _flag(0, "stop after N evaluations without improvement (0: never)")
   seed: int = _flag(42, "initialisation, shuffling and dropout")

@@ -1,7 +1,8 @@
 r"""Scores MODEL_DIR's export on a split of an OUTPUT_DIR or on a raw labelled file.
 
 Prints one JSON line with the eval metrics of metrics.json (`eval_loss`, `eval_accuracy` or
-`eval_perplexity` and `eval_bits_per_char`, `eval_examples`, `eval_tokens`). The sums come
+`eval_perplexity` and `eval_bits_per_char`, `eval_examples`, `eval_tokens`; for a chunk tag
+scheme, model.json's `tag_scheme`, also `eval_precision`, `eval_recall`, `eval_f1`). The sums come
 from `trainer.metrics.eval_sums` inside the export, as in the training run's evaluation, so
 on the eval split this reproduces metrics.json's `best` (the exported step).
 
@@ -29,6 +30,7 @@ import quiet  # pylint: disable=unused-import  (first: before TensorFlow is impo
 
 import contract
 from trainer import data
+from trainer import entities
 from trainer import metrics as metrics_lib
 from trainer import serving
 from trainer.config import TrainerConfig, vocab_fingerprints
@@ -50,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--tokens_per_batch", type=int, default=TrainerConfig.tokens_per_batch,
                       help="padded tokens per batch for --data_dir (the metrics do not depend on it)")
   return parser
+
+
+def counts_chunks(model: serving.Model) -> bool:
+  """Whether the model's labels are chunk tags (model.json's `tag_scheme`): entity metrics too."""
+  return model.description.get("tag_scheme", "none") in entities.CHUNK_SCHEMES
 
 
 def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_batch: int) -> dict:
@@ -76,7 +83,7 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
       inputs["label_ids"] = batch[contract.LABELS if model.task == "tag" else contract.LABEL]
     for key, value in score(**inputs).items():
       totals[key] += float(value)
-  return metrics_lib.eval_metrics(totals, model.task, metadata.characters(split))
+  return metrics_lib.eval_metrics(totals, model.task, metadata.characters(split), counts_chunks(model))
 
 
 def evaluate_file(model: serving.Model, raw_file: serving.RawFile) -> dict:
@@ -97,11 +104,12 @@ def evaluate_file(model: serving.Model, raw_file: serving.RawFile) -> dict:
     chars += sum(serving.characters(record) for record in good)
     outputs = raw(**serving.raw_batch(good, model.task, with_labels=True))
     for key in metrics_lib.SUM_KEYS:
-      totals[key] += float(outputs[key])
+      if key in outputs:  # an export from before the chunk sums has none
+        totals[key] += float(outputs[key])
   if not totals["examples"]:
     raise serving.UsageError(f"--input {path}: no good {file_format} records for a {model.task} model "
                              f"({dict(bad) or 'the file is empty'}); is --format right?")
-  metrics = metrics_lib.eval_metrics(totals, model.task, chars)
+  metrics = metrics_lib.eval_metrics(totals, model.task, chars, counts_chunks(model))
   metrics.update(filtered=dict(filtered), dead_letter=dict(bad))
   if bad:
     logging.warning("Skipped %d bad records: %s", sum(bad.values()), dict(bad))

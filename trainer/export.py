@@ -7,7 +7,8 @@ functions, so raw text is tokenized and mapped to ids exactly as the shards were
 Signatures:
   serving_default  text [batch] → by task:
       tag:      token_ids [batch, time], label_ids [batch, time], labels [batch, time] strings
-                ("" past the length), length [batch]
+                ("" past the length), length [batch]; the labels decoded as training's eval
+                decodes them (trainer/crf.py: Viterbi for a chunk scheme or --crf)
       classify: label_id [batch], label [batch] string, probabilities [batch, classes], token_ids
       lm:       log_likelihood [batch] (sum over predicted tokens, the end of the text included),
                 predicted_tokens [batch] int64, length [batch], token_ids
@@ -17,7 +18,8 @@ Signatures:
       non-empty string where unknown. Returns the serving_default outputs of its task, plus
       gold_ids (tag: [batch, time] the transformed labels, 0 on a word's continuation pieces;
       classify: [batch], and label_names [classes]) and the batch's eval sums (trainer.metrics.eval_sums: loss_sum,
-      count, nll_sum, correct, targets, examples, tokens) against the gold labels.
+      count, nll_sum, correct, targets, examples, tokens, chunks_correct, chunks_gold,
+      chunks_predicted) against the gold labels.
   score  a batch of the shards' records as trainer.data makes them (token_ids, length,
       weight, and label_ids for tag/classify) → its eval sums, exactly as the training run's
       evaluation computes them.
@@ -33,6 +35,7 @@ import keras
 import tensorflow as tf
 
 import contract
+from trainer import crf
 from trainer import metrics as metrics_lib
 from trainer.config import EXPORT_DIR, TrainerConfig
 from trainer.data import WEIGHT
@@ -44,9 +47,10 @@ class ServingModule(tf.Module):
 
   def __init__(self, model: keras.Model, transform_dir: str, task: str, labels: List[str],
                raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None,
-               eos_id: Optional[int] = None):
+               eos_id: Optional[int] = None, decoder: Optional[crf.TagDecoder] = None):
     super().__init__()
     self.eos_id = eos_id  # lm: predicted after each sequence's last token (contract.lm_targets)
+    self.decoder = decoder  # tag: how logits become labels (trainer/crf.py)
     self.token_names = tf.constant(tokens or [""])
     self.model = model
     self.transform = contract.load_saved_model(transform_dir)
@@ -97,8 +101,13 @@ class ServingModule(tf.Module):
     token_ids = ids.to_tensor(default_value=contract.PAD_ID, shape=tf.stack([tf.shape(length, tf.int64)[0], width]))
     logits = self.model(self._inputs(token_ids), training=False)
     if self.task == "tag":
-      label_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
-      label_ids = tf.where(token_ids != contract.PAD_ID, label_ids, contract.PAD_ID)
+      words = token_ids != contract.PAD_ID
+      if "word_start" in transformed:  # wordpiece: a word's label is its first piece's
+        words = transformed["word_start"].to_tensor(0, shape=tf.shape(token_ids, out_type=tf.int64)) > 0
+      if self.decoder is not None:
+        label_ids = self.decoder.decode(logits, words)
+      else:
+        label_ids = tf.where(words, tf.argmax(logits, axis=-1, output_type=tf.int64), contract.PAD_ID)
       labels = tf.where(label_ids != contract.PAD_ID, tf.gather(self.label_names, label_ids), "")
       if "word_start" in transformed:  # wordpiece: one label per word, its first piece's
         first_pieces = transformed["word_start"] > 0
@@ -142,7 +151,7 @@ class ServingModule(tf.Module):
       batch[contract.LABEL] = transformed[contract.LABEL]
       outputs["gold_ids"] = batch[contract.LABEL]
       outputs["label_names"] = self.label_names
-    outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id))
+    outputs.update(metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id, self.decoder))
     return outputs
 
   def _score(self, features):
@@ -153,7 +162,7 @@ class ServingModule(tf.Module):
     elif self.task == "classify":
       batch[contract.LABEL] = features["label_ids"]
     logits = self.model(self._inputs(features["token_ids"]), training=False)
-    return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction, self.eos_id, self.decoder)
 
   def _inputs(self, token_ids):
     """What the model reads for these ids (an lm: after the end id, contract.lm_inputs)."""
@@ -174,10 +183,12 @@ def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Mo
   model.set_weights(trained.get_weights())
   labels_path = metadata.labels_path(config.data_dir)
   labels = contract.read_vocab(labels_path) if labels_path else []
+  # config.tag_scheme is the resolved scheme that model.json records (trainer.task).
+  decoder = crf.tag_decoder(labels, config.tag_scheme, model) if metadata.task == "tag" else None
   module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), metadata.task, labels,
                          contract.raw_columns(metadata.task), config.loss_reduction,
                          contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None,
-                         metadata.eos_id)
+                         metadata.eos_id, decoder)
   path = os.path.join(config.model_dir, EXPORT_DIR)
   temp_path = path + ".tmp"
   if tf.io.gfile.exists(temp_path):

@@ -17,7 +17,9 @@ import tensorflow as tf
 
 import contract
 from trainer import config as config_lib
+from trainer import crf
 from trainer import data
+from trainer import entities
 from trainer import loss as loss_lib
 from trainer import metrics as metrics_lib
 from trainer import model_dir
@@ -64,6 +66,7 @@ class Trainer:
       self.learning_rate = WarmupDecay(config.learning_rate, config.warmup_steps, config.train_steps, config.decay)
       self.optimizer = keras.optimizers.Adam(self.learning_rate)
       self.optimizer.build(self.model.trainable_variables)
+    self.decoder = self._tag_decoder()  # tag: loss, decoded tags and entity counts; else None
     # Every model variable by its Keras path, including the dropout RNG states, which
     # tf.train.Checkpoint does not find through a Keras 3 model: without them a resumed
     # run draws different dropout masks than an uninterrupted one.
@@ -77,6 +80,19 @@ class Trainer:
                    else tf.summary.create_noop_writer())
     self.stopped_early = False  # by SIGTERM: the run is not finished
     self.early_stopped = False  # by --early_stopping: the run is finished
+
+  def _tag_decoder(self):
+    if self.task != "tag":
+      return None
+    labels = contract.read_vocab(self.metadata.labels_path(self.config.data_dir))
+    # trainer.task passes the scheme it recorded in model.json; "auto" is resolved here.
+    scheme = entities.resolve(self.config.tag_scheme, labels, self.train_paths, self.compression)
+    return crf.tag_decoder(labels, scheme, self.model)
+
+  @property
+  def chunks(self) -> bool:
+    """Whether the eval metrics count entities (a chunk tag scheme)."""
+    return self.decoder is not None and self.decoder.tables.entities
 
   @property
   def step(self) -> int:
@@ -114,7 +130,8 @@ class Trainer:
     logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=training)
     target = loss_lib.targets(batch, self.task, self.eos_id)
     mask = loss_lib.target_mask(batch, target)
-    loss_sum, count = loss_lib.loss_sums(logits, target, mask, self.config.loss_reduction)
+    loss_sums = self.decoder.loss_sums if self.decoder is not None else loss_lib.loss_sums
+    loss_sum, count = loss_sums(logits, target, mask, self.config.loss_reduction)
     return logits, target, mask, loss_sum, count
 
   def replica_gradients(self, batch, training: bool = True):
@@ -151,7 +168,7 @@ class Trainer:
 
   def _eval_replica_step(self, batch):
     logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=False)
-    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction, self.eos_id)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction, self.eos_id, self.decoder)
 
   def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
@@ -181,7 +198,7 @@ class Trainer:
     for batch in self._eval_datasets[split]:
       for k, v in self._eval_step(batch).items():
         totals[k] += float(v)
-    return metrics_lib.eval_metrics(totals, self.task, self.metadata.characters(split))
+    return metrics_lib.eval_metrics(totals, self.task, self.metadata.characters(split), self.chunks)
 
   def request_stop(self, *_):
     """On SIGTERM (preemption): finish the current steps, checkpoint, exit."""

@@ -8,6 +8,7 @@ are used on GPU as long as `recurrent_dropout` is 0.
 
 import keras
 
+from trainer import crf
 from trainer.config import TrainerConfig
 
 _NEG_INF = -1e9
@@ -54,4 +55,6 @@ def build_model(config: TrainerConfig, task: str, vocab_size: int, num_classes: 
       x = keras.layers.Dropout(config.dropout, name=f"dropout_{index}")(x)
   logits = keras.layers.Dense(num_classes, name="head")(x)
   logits = NeverPredictPad(name="never_predict_pad")(logits)
+  if config.crf and task == "tag":  # its transition scores, for the loss and the decoder (trainer/crf.py)
+    logits = crf.Transitions(name=crf.LAYER)(logits)
   return keras.Model(tokens, logits, name=f"{task}_{config.cell}")

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import contract
 from trainer import config as config_lib
+from trainer import entities
 from trainer import metrics as metrics_lib
 from trainer.config import TrainerConfig
 
@@ -24,29 +25,63 @@ class ModelDirError(ValueError):
   """A MODEL_DIR whose checkpoints are of another model: resuming would fail or mislead."""
 
 
-def model_description(config: TrainerConfig, metadata: Union[dict, contract.Metadata]) -> dict:
-  """The settings that fix the checkpoint's variables: a rerun must agree on all of them."""
+# What a model.json written before a key existed means by its absence.
+_ABSENT_MEANS = {"crf": False, "tag_scheme": "none"}
+
+
+def model_description(config: TrainerConfig, metadata: Union[dict, contract.Metadata],
+                      tag_scheme: str = "none") -> dict:
+  """The settings that fix the checkpoint's variables and what its outputs mean (the
+  resolved tag scheme): a rerun must agree on all of them."""
   metadata = contract.Metadata.of(metadata)
   return {"task": metadata.task, "vocab_size": metadata.vocab_size, "num_classes": metadata.num_classes,
           "cell": config.cell, "bidirectional": config.bidirectional, "num_layers": config.num_layers,
-          "embedding_dim": config.embedding_dim, "hidden": config.hidden}
+          "embedding_dim": config.embedding_dim, "hidden": config.hidden, "crf": config.crf,
+          "tag_scheme": tag_scheme}
 
 
-def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> None:
+def tag_scheme(config: TrainerConfig, metadata: contract.Metadata, recorded: Optional[dict]) -> str:
+  """The tag scheme of this run: model.json's when resuming with --tag_scheme auto (no
+  second pass over the data), else --tag_scheme resolved (trainer/entities.py `resolve`).
+
+  Raises:
+    entities.SchemeError: --tag_scheme names a chunk scheme that labels.txt does not fit.
+  """
+  if metadata.task != "tag":
+    return "none"
+  if recorded is not None and config.tag_scheme == "auto":
+    return recorded["tag_scheme"]
+  labels = contract.read_vocab(metadata.labels_path(config.data_dir))
+  train_paths = contract.shard_paths(config.data_dir, metadata.raw, "train")
+  try:
+    return entities.resolve(config.tag_scheme, labels, train_paths, metadata.compression)
+  except tf.errors.DataLossError as error:
+    where = contract.find_corrupt_record(train_paths, metadata.compression)
+    raise contract.DataDirError(f"{where or error.message}; rerun pipeline.preprocess --overwrite") from None
+
+
+def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> str:
   """Refuses a MODEL_DIR trained with other settings; records ours on a first run.
 
   model.json also records the vocabularies' fingerprints, so trainer.evaluate can refuse
   data whose ids mean other tokens, the data's tokenizer (metadata.json's), so
-  trainer.predict --generate can join WordPiece pieces into words, and the raw files'
-  label column.
+  trainer.predict --generate can join WordPiece pieces into words, the tag scheme, so
+  that evaluate, predict and the export read the labels as training did, and the raw
+  files' label column and field names (evaluate's and predict's defaults).
+
+  Returns:
+    The tag scheme (`tag_scheme`): "iob1", "iob2", "bioes" or "none".
   """
   path = os.path.join(config.model_dir, MODEL_FILE)
   metadata = contract.Metadata.of(metadata)
-  ours = model_description(config, metadata)
-  fingerprints = config_lib.vocab_fingerprints(config.data_dir, metadata)
+  theirs = None
   if tf.io.gfile.exists(path):
     with tf.io.gfile.GFile(path) as f:
-      theirs = json.load(f)
+      theirs = {**_ABSENT_MEANS, **json.load(f)}
+  scheme = tag_scheme(config, metadata, theirs)
+  ours = model_description(config, metadata, scheme)
+  fingerprints = config_lib.vocab_fingerprints(config.data_dir, metadata)
+  if theirs is not None:
     different = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
     if theirs.get("fingerprints", fingerprints) != fingerprints:
       different["vocabulary"] = ("of the first run", "another")
@@ -57,12 +92,14 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
   elif write:
     tf.io.gfile.makedirs(config.model_dir)
     tokenizer = {"type": metadata.tokenizer or "word", "suffix_indicator": metadata.wordpiece_suffix}
-    # Others may read it at any moment: never half-written. `label_column`: the raw files'
-    # column the labels came from, trainer.evaluate's and trainer.predict's default.
+    # Others may read it at any moment: never half-written. `label_column`, `fields`: the
+    # raw files' label column and field names, trainer.evaluate's and trainer.predict's defaults.
+    fields = {name: metadata.options[f"{name}_field"] for name in ("text", "tokens", "labels", "label")
+              if f"{name}_field" in metadata.options}
     write_json(path, {**ours, "fingerprints": fingerprints, "tokenizer": tokenizer,
                       "label_column": metadata.options.get("label_column"), "eos_id": metadata.eos_id,
-                      "fields": {name: metadata.options[f"{name}_field"] for name in ("text", "tokens", "labels", "label")
-                                 if f"{name}_field" in metadata.options}})
+                      "fields": fields})
+  return scheme
 
 
 def check_data(config: TrainerConfig, metadata: Union[dict, contract.Metadata], write: bool) -> Optional[int]:
