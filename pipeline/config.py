@@ -44,6 +44,13 @@ class PipelineConfig:
                                   "0 = automatic, one per 256 MB of input")
   tokenizer: str = _option("word", choices=("word", "wordpiece"),
                            help="word: one token per word; wordpiece: subword pieces learned on train")
+  chars: Optional[bool] = _option(
+      None, help="write the `chars` feature list (each token's character ids) and chars.txt; "
+      "default: on for --task tag, off for lm and classify")
+  max_token_chars: int = _option(16, help="characters kept per token for --chars: a longer token keeps its "
+                                 "first and last max_token_chars/2 (counted in truncated_chars)")
+  max_chars: Optional[int] = _option(None, help="character vocabulary size cap for --chars, counting <pad> and "
+                                     "<unk> (default: every character seen in train)")
   shard_writer: str = _option(
       "auto", choices=("auto", "runs", "shuffle"),
       help="how records reach their shards: runs (temporary files; only their paths are grouped), "
@@ -60,7 +67,13 @@ class PipelineConfig:
     for not_an_output_option in ("inputs", "output_dir", "shard_writer"):
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
+    options["chars"] = self.with_chars
     return options
+
+  @property
+  def with_chars(self) -> bool:
+    """Whether the records get the `chars` feature list: --chars, or by default for tag."""
+    return self.task == "tag" if self.chars is None else self.chars
 
 
 def _flag_type(annotation):
@@ -82,7 +95,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
       kwargs["default"] = field.default
       if kwargs["help"]:
         kwargs["help"] += " (default: %(default)s)" if "default" not in kwargs["help"] else ""
-    if hints[field.name] is bool:
+    if _flag_type(hints[field.name]) is bool:
       kwargs["action"] = argparse.BooleanOptionalAction
     elif "action" not in kwargs:
       kwargs["type"] = _flag_type(hints[field.name])

@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 import contract
 from pipeline import arrow
+from pipeline import chars as chars_lib
 from pipeline import config as config_lib
 from pipeline import counts
 from pipeline import lines
@@ -66,7 +67,8 @@ COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
 
 # What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
 _OWN_ENTRIES = re.compile(
-    r"^((train|eval)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
+    r"^((train|eval)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|chars\.txt|vocab_counts\.txt|"
+    r"metadata\.json|"
     r"COMPLETED|transform_fn|transformed_metadata|errors|lengths\.png|\.tmp)$")
 
 
@@ -189,6 +191,9 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
   if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
+  if config.max_token_chars < 1 or (config.max_chars is not None and config.max_chars <= contract.NUM_RESERVED):
+    raise UsageError(f"--max_token_chars must be >= 1 and --max_chars above {contract.NUM_RESERVED} "
+                     "(it counts <pad> and <unk>)")
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -274,7 +279,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
                   corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
     for split in contract.SPLITS:
       transformed = splits[split] | f"Transform[{split}]" >> transform.Transform(config, transform_fn)
-      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
+      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split, config.with_chars)
       num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
           config.num_shards if split == "train" else 0)  # eval: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(
@@ -307,11 +312,28 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dic
           "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
 
 
+def _write_vocab_counts(config: PipelineConfig, unknown: int) -> Optional[str]:
+  """The analysis' counts of the token vocabulary → VOCAB_COUNTS_FILE, line i for id i: 0 for
+  <pad>, `unknown` (the train tokens that are <unk>) for <unk>. None where the analysis wrote
+  none (wordpiece pieces are not counted)."""
+  path = transform.vocab_counts_path(config.output_dir)
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    entries = f.read()
+  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.VOCAB_COUNTS_FILE), "w") as f:
+    f.write(f"0\n{unknown}\n" + entries)
+  return contract.VOCAB_COUNTS_FILE
+
+
 def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
-    summary = statistics.summarize(json.load(f))
+    totals = json.load(f)
+  summary = statistics.summarize(totals)
+  if config.with_chars:
+    summary["counts"]["truncated_chars"] = totals.get(counts.TRUNCATED_CHARS, 0)
   statistics.check_identity(summary)
   if not summary["splits"]["train"]["examples"]:
     raise UsageError(f"no training examples: all {summary['counts']['read']} records read were filtered, "
@@ -320,11 +342,17 @@ def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> 
   metadata = {
       "format_version": contract.FORMAT_VERSION,
       "task": config.task,
-      "features": contract.feature_spec(config.task),
+      "features": contract.feature_spec(config.task, config.with_chars),
       "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE),
   }
   if config.task in ("tag", "classify"):
     metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)
+  if config.with_chars:
+    size = _write_vocab(config, chars_lib.CHAR_VOCAB_NAME, contract.CHARS_FILE)["size"]
+    metadata["chars"] = chars_lib.metadata(size, config.max_token_chars)
+  counts_file = _write_vocab_counts(config, totals.get(counts.key(counts.UNKNOWN, "train"), 0))
+  if counts_file:
+    metadata["vocab"]["counts_file"] = counts_file
   for split in summary["splits"].values():  # sizes let readers detect truncated or altered shards
     for shard in split["shards"]:
       shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length
