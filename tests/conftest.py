@@ -204,10 +204,11 @@ def demo_tag_data(tmp_path_factory):
 
 
 # The session's demo tagger: 2 replicas, 100 steps, evaluated and checkpointed every 25
-# (the last 3 checkpoints kept: 50, 75, 100), dropout on (so its RNG states matter to a resume).
+# (the last 3 checkpoints kept: 50, 75, 100), dropout and word dropout on (so their RNG states
+# matter to a resume); the demo data has chars, so the default char encoder is in it.
 DEMO_TAGGER_FLAGS = ("--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
                      "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
-                     "--warmup_steps", "20", "--dropout", "0.1")
+                     "--warmup_steps", "20", "--dropout", "0.1", "--word_dropout", "0.25")
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ Signatures:
       classify: [batch], and label_names [classes]) and the batch's eval sums (trainer.metrics.eval_sums: loss_sum,
       count, nll_sum, correct, targets, examples, tokens) against the gold labels.
   score  a batch of the shards' records as trainer.data makes them (token_ids, length,
-      weight, and label_ids for tag/classify) → its eval sums, exactly as the training run's
-      evaluation computes them.
+      weight, label_ids for tag/classify, and char_ids [batch, time, chars] for a model with a
+      char encoder) → its eval sums, exactly as the training run's evaluation computes them.
   next_token  (lm) token_ids [batch, time], length [batch] → logits [batch, vocab] of the
       token after each row's last one, and tokens [batch, time]: the ids as vocab.txt's strings.
 """
@@ -35,7 +35,7 @@ import contract
 from trainer import metrics as metrics_lib
 from trainer.config import EXPORT_DIR, TrainerConfig
 from trainer.data import WEIGHT
-from trainer.model import build_model
+from trainer.model import build_model, takes_chars
 
 
 class ServingModule(tf.Module):
@@ -51,6 +51,10 @@ class ServingModule(tf.Module):
     self.loss_reduction = loss_reduction
     self.label_names = tf.constant(labels or [""])
     self.raw_feature_names = raw_feature_names
+    self.takes_chars = takes_chars(model)
+    # next_token (lm) gets ids only: with a char encoder, each vocabulary entry's chars. (The
+    # function is traced for every task, as saving traces each tf.function with a signature.)
+    self.vocab_chars = self._vocab_chars(tokens) if self.takes_chars and task == "lm" else tf.zeros([1, 1], tf.int64)
     self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     raw_spec = {"text": tf.TensorSpec([None], tf.string, name="text"),
                 "tokens": tf.TensorSpec([None, None], tf.string, name="tokens"),
@@ -58,6 +62,8 @@ class ServingModule(tf.Module):
     score_spec = {"token_ids": tf.TensorSpec([None, None], tf.int64, name="token_ids"),
                   "length": tf.TensorSpec([None], tf.int64, name="length"),
                   "weight": tf.TensorSpec([None], tf.float32, name="weight")}
+    if self.takes_chars:
+      score_spec["char_ids"] = tf.TensorSpec([None, None, None], tf.int64, name="char_ids")
     if task == "tag":
       raw_spec["labels"] = tf.TensorSpec([None, None], tf.string, name="labels")
       score_spec["label_ids"] = tf.TensorSpec([None, None], tf.int64, name="label_ids")
@@ -76,6 +82,20 @@ class ServingModule(tf.Module):
       signatures["next_token"] = self.next_token.get_concrete_function()
     return signatures
 
+  def _vocab_chars(self, tokens: List[str]) -> tf.Tensor:
+    """[vocab, chars]: each vocabulary entry's character ids, as the transform computes them
+    for a given token (<pad>: none)."""
+    given = tf.RaggedTensor.from_row_lengths(tf.constant(tokens), tf.ones([len(tokens)], tf.int64))
+    chars = self.transform.transform_fn({"text": tf.fill([len(tokens)], ""), "tokens": given})[contract.CHARS]
+    table = chars.merge_dims(0, 1).to_tensor(contract.PAD_ID)
+    return tf.constant(tf.tensor_scatter_nd_update(table, [[contract.PAD_ID]], tf.zeros_like(table[:1])))
+
+  def _model(self, token_ids: tf.Tensor, char_ids: Optional[tf.Tensor] = None) -> tf.Tensor:
+    """The model's logits (inference), given the chars where it takes them."""
+    if self.takes_chars:
+      return self.model({contract.TOKENS: token_ids, contract.CHARS: char_ids}, training=False)
+    return self.model(token_ids, training=False)
+
   def _raw_features(self, text: tf.Tensor) -> dict:
     batch = tf.shape(text, out_type=tf.int64)[0]
     nothing = tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.string), tf.zeros([batch], tf.int64))
@@ -92,7 +112,12 @@ class ServingModule(tf.Module):
     length = transformed[contract.LENGTH]
     width = tf.maximum(tf.reduce_max(tf.concat([ids.row_lengths(), [1]], 0)), 1)  # "" still runs
     token_ids = ids.to_tensor(default_value=contract.PAD_ID, shape=tf.stack([tf.shape(length, tf.int64)[0], width]))
-    logits = self.model(token_ids, training=False)
+    char_ids = None
+    if self.takes_chars:  # [batch, (tokens), (chars)] → [batch, width, the longest token]
+      chars = transformed[contract.CHARS]
+      char_width = tf.reduce_max(tf.concat([chars.values.row_lengths(), [1]], 0))
+      char_ids = chars.to_tensor(contract.PAD_ID, shape=tf.concat([tf.shape(token_ids, tf.int64), [char_width]], 0))
+    logits = self._model(token_ids, char_ids)
     if self.task == "tag":
       label_ids = tf.argmax(logits, axis=-1, output_type=tf.int64)
       label_ids = tf.where(token_ids != contract.PAD_ID, label_ids, contract.PAD_ID)
@@ -149,18 +174,20 @@ class ServingModule(tf.Module):
       batch[contract.LABELS] = features["label_ids"]
     elif self.task == "classify":
       batch[contract.LABEL] = features["label_ids"]
-    logits = self.model(features["token_ids"], training=False)
+    logits = self._model(features["token_ids"], features.get("char_ids"))
     return metrics_lib.eval_sums(logits, batch, self.task, self.loss_reduction)
 
   def _next_token(self, token_ids, length):
-    logits = self.model(token_ids, training=False)
+    char_ids = tf.gather(self.vocab_chars, tf.minimum(token_ids, tf.shape(self.vocab_chars, tf.int64)[0] - 1))
+    logits = self._model(token_ids, char_ids if self.takes_chars else None)
     return {"logits": tf.gather(logits, tf.maximum(length - 1, 0), axis=1, batch_dims=1),
             "tokens": tf.gather(self.token_names, token_ids)}
 
 
 def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Model) -> str:
   """Writes MODEL_DIR/export with a non-distributed copy of the trained weights."""
-  model = build_model(config, metadata.task, metadata.vocab_size, metadata.num_classes)
+  model = build_model(config, metadata.task, metadata.vocab_size, metadata.num_classes,
+                      config.char_vocab_size(metadata))  # no word dropout: it only acts in training
   model.set_weights(trained.get_weights())
   labels_path = metadata.labels_path(config.data_dir)
   labels = contract.read_vocab(labels_path) if labels_path else []
