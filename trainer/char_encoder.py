@@ -45,9 +45,9 @@ class CharEncoder(keras.layers.Layer):
       raise ValueError(f"char encoder {encoder!r}: not cnn or lstm")
 
   def build(self, input_shape):
+    # Every variable now, not at the first call: the optimizer is built on the model's variables.
     self.embedding.build((None, None))
-    if self.encoder == "cnn":
-      self.network.build((None, None, self.embedding_dim))
+    self.network.build((None, None, self.embedding_dim))
     self.built = True
 
   def call(self, chars):

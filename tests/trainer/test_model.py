@@ -76,11 +76,13 @@ def test_padded_chars_and_tokens_change_nothing(task, encoder):
   both the time and the character axis: the same outputs at every real token (tag) or the
   same final state (classify)."""
   model = char_model(task, encoder)
+  variables = [variable.path for variable in model.variables]  # all built with the model: the optimizer's
   batch = model({"tokens": padded(SEQUENCES, 9), "chars": padded_chars(CHARS, 9, 8)}, training=False).numpy()
   for i, (sequence, chars) in enumerate(zip(SEQUENCES, CHARS)):
     tight = {"tokens": np.array([sequence]), "chars": padded_chars([chars], len(sequence), max(map(len, chars)))}
     alone = model(tight, training=False).numpy()[0]
     np.testing.assert_allclose(batch[i, :len(sequence)] if task == "tag" else batch[i], alone, atol=1e-5)
+  assert [variable.path for variable in model.variables] == variables
   # Not vacuous: a real character does change the outputs.
   changed = padded_chars(CHARS, 9, 8)
   changed[0, 0, 1] = 11
@@ -136,3 +138,17 @@ def test_tied_embeddings_score_with_the_input_matrix(hidden):
   expected = features @ embeddings.T + model.get_layer("tied_head").bias.numpy()
   logits = model(inputs, training=False).numpy()
   np.testing.assert_allclose(logits[..., 1:], expected[..., 1:], atol=1e-5)  # class 0: never predicted
+
+
+def test_word_dropout_reads_the_pipelines_counts_and_is_off_without_them(demo_tag_data, caplog):
+  from trainer import model_dir  # pylint: disable=g-import-not-at-top
+  metadata = contract.load_metadata(demo_tag_data)
+  config = TrainerConfig(data_dir=demo_tag_data, model_dir="", word_dropout=0.25)
+  counts = model_dir.token_counts(config, metadata)
+  assert len(counts) == metadata.vocab_size and counts[contract.PAD_ID] == 0
+  assert sum(counts) == metadata.tokens("train")  # <unk> holds the train tokens that are <unk>
+  assert counts[2:] == sorted(counts[2:], reverse=True) and min(counts[2:]) >= 1
+  assert model_dir.token_counts(dataclasses.replace(config, word_dropout=0.0), metadata) is None
+  raw = {**metadata.raw, "vocab": {k: v for k, v in metadata.raw["vocab"].items() if k != "counts_file"}}
+  assert model_dir.token_counts(config, contract.Metadata.from_dict(raw)) is None  # e.g. WordPiece pieces
+  assert "--word_dropout 0.25 is off" in caplog.text
