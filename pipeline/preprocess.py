@@ -192,8 +192,7 @@ def check_config(config: PipelineConfig) -> None:
   if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
   if config.max_token_chars < 1 or (config.max_chars is not None and config.max_chars <= contract.NUM_RESERVED):
-    raise UsageError(f"--max_token_chars must be >= 1 and --max_chars above {contract.NUM_RESERVED} "
-                     "(it counts <pad> and <unk>)")
+    raise UsageError(f"--max_token_chars must be >= 1, --max_chars above {contract.NUM_RESERVED} (it counts <pad>, <unk>)")
 
 
 def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -312,19 +311,6 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dic
           "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
 
 
-def _write_vocab_counts(config: PipelineConfig, unknown: int) -> Optional[str]:
-  """The analysis' counts of the token vocabulary → VOCAB_COUNTS_FILE, line i for id i: 0 for
-  <pad>, `unknown` (the train tokens that are <unk>) for <unk>. None where the analysis wrote
-  none (wordpiece pieces are not counted)."""
-  path = transform.vocab_counts_path(config.output_dir)
-  if not tf.io.gfile.exists(path):
-    return None
-  with tf.io.gfile.GFile(path) as f:
-    entries = f.read()
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.VOCAB_COUNTS_FILE), "w") as f:
-    f.write(f"0\n{unknown}\n" + entries)
-  return contract.VOCAB_COUNTS_FILE
-
 
 def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
@@ -348,11 +334,11 @@ def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> 
   if config.task in ("tag", "classify"):
     metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)
   if config.with_chars:
-    size = _write_vocab(config, chars_lib.CHAR_VOCAB_NAME, contract.CHARS_FILE)["size"]
-    metadata["chars"] = chars_lib.metadata(size, config.max_token_chars)
-  counts_file = _write_vocab_counts(config, totals.get(counts.key(counts.UNKNOWN, "train"), 0))
-  if counts_file:
-    metadata["vocab"]["counts_file"] = counts_file
+    metadata["chars"] = chars_lib.metadata(_write_vocab(config, chars_lib.CHAR_VOCAB_NAME, contract.CHARS_FILE)["size"],
+                                           config.max_token_chars)
+  if vocabulary.write_counts(transform.vocab_counts_path(config.output_dir), config.output_dir,
+                             totals.get(counts.key(counts.UNKNOWN, "train"), 0)):
+    metadata["vocab"]["counts_file"] = contract.VOCAB_COUNTS_FILE
   for split in summary["splits"].values():  # sizes let readers detect truncated or altered shards
     for shard in split["shards"]:
       shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length

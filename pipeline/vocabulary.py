@@ -36,6 +36,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
+import contract
 from pipeline import token_counts
 from pipeline.token_counts import TokenCounts
 
@@ -211,3 +212,16 @@ def vocabulary(tokens: tf.RaggedTensor, file_name: str, min_count: int = 1, top_
       output_dtypes=[tf.string], output_shapes=[[]], output_asset_default_values=[PLACEHOLDER],
       name=f"vocabulary_{file_name}")
   return path
+
+
+def write_counts(counts_path: str, output_dir: str, unknown: int) -> bool:
+  """The counts a `vocabulary(counts_path=...)` analysis wrote → OUTPUT_DIR's VOCAB_COUNTS_FILE,
+  line i for id i: 0 for <pad>, `unknown` (the train tokens that are <unk>) for <unk>. False
+  where the analysis wrote none."""
+  if not tf.io.gfile.exists(counts_path):
+    return False
+  with tf.io.gfile.GFile(counts_path) as f:
+    entries = f.read()
+  with tf.io.gfile.GFile(os.path.join(output_dir, contract.VOCAB_COUNTS_FILE), "w") as f:
+    f.write(f"0\n{unknown}\n" + entries)
+  return True

@@ -7,13 +7,20 @@
 The char CNN with max-pooling is Ma & Hovy's (2016), the char BiLSTM Lample et al.'s and
 Plank et al.'s (2016); `--char_encoder` chooses (BENCHMARKS.md compares them). Either is
 exact under padding, as the word model is: a padded character changes nothing, and a
-padded token (no characters) gets a vector of zeros. For the CNN, the embeddings of padded
-characters are zeroed before the convolution (so a real character next to padding sees the
-zeros a "same" convolution pads the unpadded token with) and padded positions are left out
-of the max; the BiLSTM masks them.
+padded token (no characters) gets a vector of zeros. The BiLSTM masks padded characters.
+The CNN never sees them: the batch's real characters are packed into one sequence, each
+token's followed by one zero vector (what a "same" convolution of width 3 pads a token
+with on either side), convolved once, and max-pooled per token over its own characters:
+
+    chars [[c a t 0 0], [a 0 0 0 0], [0 0 0 0 0]]  →  c a t _ a _  (_: a zero embedding)
+    → convolution → max over (c a t) and over (a) → [v1, v2, 0]
+
+so the convolution's work follows the characters, not the padded [tokens, chars] block
+(most tokens are much shorter than the longest of a batch).
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 import contract
@@ -54,15 +61,28 @@ class CharEncoder(keras.layers.Layer):
     shape = ops.shape(chars)
     per_token = ops.reshape(chars, (-1, shape[2]))  # [tokens, chars]
     real = ops.not_equal(per_token, contract.PAD_ID)
-    embedded = self.embedding(per_token) * ops.cast(real, self.compute_dtype)[:, :, None]
+    has_chars = ops.any(real, axis=1)
     if self.encoder == "cnn":
-      convolved = self.network(embedded)
-      masked = ops.where(real[:, :, None], convolved, ops.full_like(convolved, -2.0))  # tanh's range is (-1, 1)
-      encoded = ops.where(ops.any(real, axis=1)[:, None], ops.max(masked, axis=1), ops.zeros_like(masked[:, 0]))
+      encoded = self._packed_cnn(per_token, real, has_chars)
     else:
+      embedded = self.embedding(per_token) * ops.cast(real, self.compute_dtype)[:, :, None]
       encoded = self.network(embedded, mask=real)
-      encoded = ops.where(ops.any(real, axis=1)[:, None], encoded, ops.zeros_like(encoded))
+    encoded = ops.where(has_chars[:, None], encoded, ops.zeros_like(encoded))
     return ops.reshape(encoded, (shape[0], shape[1], ops.shape(encoded)[-1]))
+
+  def _packed_cnn(self, per_token, real, has_chars):
+    """[tokens, chars] ids → [tokens, features]: the convolution over the packed characters
+    (module docstring), max-pooled per token; rows of tokens without characters are arbitrary."""
+    gap = KERNEL_WIDTH // 2  # zeros after each token: its right context, and the next one's left
+    keep = tf.concat([real, tf.tile(has_chars[:, None], [1, gap])], axis=1)  # its characters, then the gap
+    packed = tf.boolean_mask(tf.pad(per_token, [[0, 0], [0, gap]]), keep)
+    is_char = tf.not_equal(packed, contract.PAD_ID)
+    embedded = self.embedding(packed) * tf.cast(is_char, self.compute_dtype)[:, None]
+    convolved = tf.boolean_mask(self.network(embedded[None])[0], is_char)
+    num_tokens = tf.shape(per_token)[0]
+    token = tf.boolean_mask(tf.boolean_mask(tf.tile(tf.range(num_tokens)[:, None], [1, tf.shape(keep)[1]]), keep),
+                            is_char)
+    return tf.math.unsorted_segment_max(convolved, token, num_tokens)
 
   def compute_output_shape(self, input_shape):
     return (*input_shape[:2], self.features if self.encoder == "cnn" else 2 * (self.features // 2))

@@ -90,6 +90,21 @@ def test_padded_chars_and_tokens_change_nothing(task, encoder):
   assert np.abs(other[0] - batch[0]).max() > 1e-4
 
 
+def test_the_char_cnn_is_each_token_convolved_alone_and_max_pooled():
+  """The packed convolution against its definition, in numpy: per token, its characters'
+  embeddings, zero-padded by one on each side, convolved (width 3), tanh, max over them."""
+  from trainer.char_encoder import CharEncoder  # pylint: disable=g-import-not-at-top
+  encoder = CharEncoder(12, 5, 6, "cnn")
+  encoded = encoder(padded_chars(CHARS, 6, 7)).numpy()
+  table = encoder.embedding.embeddings.numpy()
+  kernel, bias = encoder.network.kernel.numpy(), encoder.network.bias.numpy()  # [3, 5, 6], [6]
+  for i, tokens in enumerate(CHARS):
+    for t, token in enumerate(tokens):
+      x = np.pad(table[token], [[1, 1], [0, 0]])
+      convolved = np.tanh(np.stack([sum(x[p + k] @ kernel[k] for k in range(3)) + bias for p in range(len(token))]))
+      np.testing.assert_allclose(encoded[i, t], convolved.max(axis=0), atol=1e-6)
+
+
 def test_a_token_without_characters_is_encoded_as_zeros():
   from trainer.char_encoder import CharEncoder  # pylint: disable=g-import-not-at-top
   for encoder in ("cnn", "lstm"):
