@@ -19,6 +19,12 @@ BucketSpec; the trainer's default is 2, trainer/config.py). Each global batch is
 into one equal slice per replica, so every replica in a step sees the same padded shape. A
 batch is filled up to a multiple of the replica count with copies of a real row that carry
 weight 0, so no example is dropped and no replica gets an empty batch.
+
+With `chars=True` the CHARS feature list (each token's character ids) travels with its rows
+as a second ragged level, [rows, (time), (chars)], and a batch pads it to [rows, width,
+char width]: the batch's longest token rounded up like the time axis, or the pipeline's
+--max_token_chars with pad_multiple 0 (BucketSpec). Buckets and batch sizes follow the
+token count alone, as without chars.
 """
 
 import dataclasses

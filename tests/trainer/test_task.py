@@ -105,10 +105,17 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     lines = f.read().splitlines()[:300]
   corpus, data, model = tmp_path / "sentences.txt", tmp_path / "data", tmp_path / "model"
   corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-  preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0")
+  # With --chars and --tie_embeddings: the pieces' characters and the tied head go through
+  # the export, the raw file's transform, scoring and generation (whose next_token looks up
+  # each piece's characters).
+  preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0",
+             "--chars")
   refused = train(data, model, "--early_stopping", "1", check=False)
   assert refused.returncode == 2 and "--early_stopping needs eval examples" in refused.stderr
-  process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2")
+  process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2", "--tie_embeddings")
+  with open(model / "model.json") as f:
+    description = json.load(f)
+  assert description["tie_embeddings"] and description["chars"]["encoder"] == "cnn"
   assert "no eval examples" in process.stderr and "exported step 6 (last: no eval examples)" in process.stdout
   with open(model / "metrics.json") as f:
     metrics = json.load(f)
