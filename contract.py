@@ -247,6 +247,19 @@ class Metadata:
     return os.path.join(data_dir, name) if name else None
 
 
+def kept_chars(token: str, max_token_chars: int) -> str:
+  """The characters of a token that CHARS holds: all of them, or the first
+  `max_token_chars - max_token_chars // 2` and the last `max_token_chars // 2` (the
+  pipeline does the same in its graph, pipeline/chars.py).
+
+  >>> kept_chars("internationalization", 16), kept_chars("cat", 16)
+  ('internatlization', 'cat')
+  """
+  if len(token) <= max_token_chars:
+    return token
+  return token[:max_token_chars - max_token_chars // 2] + token[len(token) - max_token_chars // 2:]
+
+
 def read_vocab_counts(path: str) -> List[int]:
   """Reads VOCAB_COUNTS_FILE: line i is the train count of the vocabulary's entry i."""
   with tf.io.gfile.GFile(path) as f:

@@ -29,6 +29,7 @@ import os
 from typing import List, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import contract
@@ -42,7 +43,8 @@ class ServingModule(tf.Module):
   """Raw text → transform_fn → model → predictions, as tf.functions."""
 
   def __init__(self, model: keras.Model, transform_dir: str, task: str, labels: List[str],
-               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None):
+               raw_feature_names: List[str], loss_reduction: str = "token", tokens: Optional[List[str]] = None,
+               vocab_chars: Optional[np.ndarray] = None):
     super().__init__()
     self.token_names = tf.constant(tokens or [""])
     self.model = model
@@ -52,9 +54,10 @@ class ServingModule(tf.Module):
     self.label_names = tf.constant(labels or [""])
     self.raw_feature_names = raw_feature_names
     self.takes_chars = takes_chars(model)
-    # next_token (lm) gets ids only: with a char encoder, each vocabulary entry's chars. (The
-    # function is traced for every task, as saving traces each tf.function with a signature.)
-    self.vocab_chars = self._vocab_chars(tokens) if self.takes_chars and task == "lm" else tf.zeros([1, 1], tf.int64)
+    # next_token (lm) gets ids only: a char model looks up each vocabulary entry's chars
+    # (`vocab_char_table`). The function is traced for every task, as saving traces each
+    # tf.function with a signature: a table of one empty row stands in.
+    self.vocab_chars = tf.constant(vocab_chars if vocab_chars is not None else np.zeros([1, 1], np.int64))
     self.serve = tf.function(self._serve, input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     raw_spec = {"text": tf.TensorSpec([None], tf.string, name="text"),
                 "tokens": tf.TensorSpec([None, None], tf.string, name="tokens"),
@@ -81,14 +84,6 @@ class ServingModule(tf.Module):
     if self.task == "lm":
       signatures["next_token"] = self.next_token.get_concrete_function()
     return signatures
-
-  def _vocab_chars(self, tokens: List[str]) -> tf.Tensor:
-    """[vocab, chars]: each vocabulary entry's character ids, as the transform computes them
-    for a given token (<pad>: none)."""
-    given = tf.RaggedTensor.from_row_lengths(tf.constant(tokens), tf.ones([len(tokens)], tf.int64))
-    chars = self.transform.transform_fn({"text": tf.fill([len(tokens)], ""), "tokens": given})[contract.CHARS]
-    table = chars.merge_dims(0, 1).to_tensor(contract.PAD_ID)
-    return tf.constant(tf.tensor_scatter_nd_update(table, [[contract.PAD_ID]], tf.zeros_like(table[:1])))
 
   def _model(self, token_ids: tf.Tensor, char_ids: Optional[tf.Tensor] = None) -> tf.Tensor:
     """The model's logits (inference), given the chars where it takes them."""
@@ -184,6 +179,21 @@ class ServingModule(tf.Module):
             "tokens": tf.gather(self.token_names, token_ids)}
 
 
+def vocab_char_table(metadata: contract.Metadata, data_dir: str) -> np.ndarray:
+  """[vocab, chars]: the CHARS ids of each vocabulary entry as a token of the records
+  (a WordPiece continuation piece without its `##`), for next_token; <pad>'s row empty."""
+  index = {char: i for i, char in enumerate(contract.read_vocab(metadata.chars_path(data_dir)))
+           if i >= contract.NUM_RESERVED}
+  suffix = metadata.wordpiece_suffix
+  rows = [[]] + [[index.get(char, contract.UNK_ID) for char in contract.kept_chars(
+      entry[len(suffix):] if suffix and entry.startswith(suffix) else entry, metadata.max_token_chars)]
+                 for entry in contract.read_vocab(metadata.vocab_path(data_dir))[1:]]
+  table = np.zeros([len(rows), max(map(len, rows), default=1) or 1], np.int64)
+  for i, row in enumerate(rows):
+    table[i, :len(row)] = row
+  return table
+
+
 def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Model) -> str:
   """Writes MODEL_DIR/export with a non-distributed copy of the trained weights."""
   model = build_model(config, metadata.task, metadata.vocab_size, metadata.num_classes,
@@ -191,9 +201,11 @@ def export(config: TrainerConfig, metadata: contract.Metadata, trained: keras.Mo
   model.set_weights(trained.get_weights())
   labels_path = metadata.labels_path(config.data_dir)
   labels = contract.read_vocab(labels_path) if labels_path else []
+  lm_chars = metadata.task == "lm" and takes_chars(model)
   module = ServingModule(model, os.path.join(config.data_dir, contract.TRANSFORM_FN_DIR), metadata.task, labels,
                          contract.raw_columns(metadata.task), config.loss_reduction,
-                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None)
+                         contract.read_vocab(metadata.vocab_path(config.data_dir)) if metadata.task == "lm" else None,
+                         vocab_char_table(metadata, config.data_dir) if lm_chars else None)
   path = os.path.join(config.model_dir, EXPORT_DIR)
   temp_path = path + ".tmp"
   if tf.io.gfile.exists(temp_path):

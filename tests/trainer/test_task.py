@@ -116,6 +116,12 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
   with open(model / "model.json") as f:
     description = json.load(f)
   assert description["tie_embeddings"] and description["chars"]["encoder"] == "cnn"
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  table = export.vocab_char_table(contract.load_metadata(str(data)), str(data))  # next_token's chars of each id
+  for record in read_records(data, "train")[:100]:
+    for token, chars in zip(record["tokens"], record["chars"]):
+      if token != contract.UNK_ID:  # an <unk> piece holds its word's characters
+        assert [c for c in table[token] if c] == chars
   assert "no eval examples" in process.stderr and "exported step 6 (last: no eval examples)" in process.stdout
   with open(model / "metrics.json") as f:
     metrics = json.load(f)
