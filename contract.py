@@ -46,6 +46,10 @@ LENGTH = "length"  # context, int64 >= 1
 TOKENS = "tokens"  # feature list, one int64 per time step
 LABELS = "labels"  # feature list (tag), one int64 per time step
 LABEL = "label"  # context (classify), int64 >= 2 for a known label
+# Feature list (`--chars`; tag by default): per time step, that token's character ids, as
+# many as it has characters (at most the pipeline's --max_token_chars). The one feature
+# whose steps hold several values; its ids come from the character vocabulary (chars.txt).
+CHARS = "chars"
 
 TASKS = ("lm", "tag", "classify")
 FORMATS = ("text", "jsonl", "conll", "conllu", "parquet")
@@ -58,6 +62,8 @@ METADATA_FILE = "metadata.json"
 COMPLETED_FILE = "COMPLETED"
 VOCAB_FILE = "vocab.txt"
 LABELS_FILE = "labels.txt"
+CHARS_FILE = "chars.txt"  # the character vocabulary: line i = the character with id i
+VOCAB_COUNTS_FILE = "vocab_counts.txt"  # line i = train occurrences of vocab.txt's entry i
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
 ERRORS_DIR = "errors"
@@ -82,22 +88,35 @@ def raw_columns(task: str) -> List[str]:
   return ["text", "tokens"] + {"tag": ["labels"], "classify": ["label"]}.get(task, [])
 
 
-def feature_spec(task: str) -> Dict[str, Dict[str, str]]:
-  """Names and dtypes of the record's features, as written in metadata.json."""
+def feature_spec(task: str, chars: bool = False) -> Dict[str, Dict[str, str]]:
+  """Names and dtypes of the record's features, as written in metadata.json.
+
+  `sequence` lists the feature lists of one value per step, `sequence_values` those whose
+  steps hold any number of values (CHARS, with `chars`).
+  """
   context = {LENGTH: "int64"}
   sequence = {TOKENS: "int64"}
   if task == "tag":
     sequence[LABELS] = "int64"
   elif task == "classify":
     context[LABEL] = "int64"
-  return {"context": context, "sequence": sequence}
+  spec = {"context": context, "sequence": sequence}
+  if chars:
+    spec["sequence_values"] = {CHARS: "int64"}
+  return spec
 
 
-def parsing_spec(task: str):
-  """`tf.io.parse_sequence_example` feature specs (context, sequence) for a task."""
-  spec = feature_spec(task)
+def parsing_spec(task: str, chars: bool = False):
+  """`tf.io.parse_sequence_example` feature specs (context, sequence) for a task.
+
+  One-value feature lists parse to [time] (FixedLenSequenceFeature), CHARS (with `chars`)
+  to a ragged [time, (chars)] (RaggedFeature; [batch, (time), (chars)] for a batch).
+  """
+  spec = feature_spec(task, chars)
   context = {name: tf.io.FixedLenFeature([], tf.int64) for name in spec["context"]}
   sequence = {name: tf.io.FixedLenSequenceFeature([], tf.int64) for name in spec["sequence"]}
+  for name in spec.get("sequence_values", {}):
+    sequence[name] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
   return context, sequence
 
 
@@ -167,6 +186,7 @@ class Metadata:
   unk_rate: Mapping[str, float]  # per split: the share of written tokens that are <unk>
   tokenizer: Optional[str]  # "word", "whitespace" or "wordpiece"; None in outputs that predate --tokenizer
   eos_id: Optional[int] = None  # lm: the end-of-sequence id; None in lm outputs that predate it
+  char_vocab_size: Optional[int] = None  # with CHARS: chars.txt's size, <pad> and <unk> included
 
   @classmethod
   def of(cls, metadata: Union["Metadata", Mapping]) -> "Metadata":
@@ -185,7 +205,18 @@ class Metadata:
         padding_waste={int(k): v.get("padding_waste") for k, v in buckets.items()},
         splits=metadata.get("splits", {}), options=metadata.get("options", {}), counts=metadata.get("counts", {}),
         unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"),
-        eos_id=metadata["vocab"].get("eos_id"))
+        eos_id=metadata["vocab"].get("eos_id"),
+        char_vocab_size=metadata["chars"]["size"] if "chars" in metadata else None)
+
+  @property
+  def has_chars(self) -> bool:
+    """Whether the records hold the CHARS feature list."""
+    return self.char_vocab_size is not None
+
+  @property
+  def max_token_chars(self) -> int:
+    """The most characters a CHARS step holds (the pipeline's --max_token_chars); 0 without CHARS."""
+    return self.raw["chars"].get("max_token_chars", 0) if self.has_chars else 0
 
   @property
   def num_classes(self) -> int:
@@ -230,6 +261,33 @@ class Metadata:
 
   def labels_path(self, data_dir: str) -> Optional[str]:
     return os.path.join(data_dir, self.raw["labels"]["file"]) if "labels" in self.raw else None
+
+  def chars_path(self, data_dir: str) -> Optional[str]:
+    return os.path.join(data_dir, self.raw["chars"]["file"]) if self.has_chars else None
+
+  def vocab_counts_path(self, data_dir: str) -> Optional[str]:
+    """VOCAB_COUNTS_FILE, where the pipeline wrote one (word vocabularies learned by it)."""
+    name = self.raw["vocab"].get("counts_file")
+    return os.path.join(data_dir, name) if name else None
+
+
+def kept_chars(token: str, max_token_chars: int) -> str:
+  """The characters of a token that CHARS holds: all of them, or the first
+  `max_token_chars - max_token_chars // 2` and the last `max_token_chars // 2` (the
+  pipeline does the same in its graph, pipeline/chars.py).
+
+  >>> kept_chars("internationalization", 16), kept_chars("cat", 16)
+  ('internatlization', 'cat')
+  """
+  if len(token) <= max_token_chars:
+    return token
+  return token[:max_token_chars - max_token_chars // 2] + token[len(token) - max_token_chars // 2:]
+
+
+def read_vocab_counts(path: str) -> List[int]:
+  """Reads VOCAB_COUNTS_FILE: line i is the train count of the vocabulary's entry i."""
+  with tf.io.gfile.GFile(path) as f:
+    return [int(line) for line in f.read().split()]
 
 
 def int_histogram(histogram: Mapping) -> Dict[int, int]:

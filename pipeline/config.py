@@ -71,6 +71,13 @@ class PipelineConfig:
       None, metavar="OUTPUT_DIR", help="encode with an earlier run's transform_fn (its vocabularies and "
       "tokenizer), no analysis: a token gets the same id in both outputs, so a model trained on one continues "
       "on the other. The options that shape the transform (TRANSFORM_OPTIONS) are that run's")
+  chars: Optional[bool] = _option(
+      None, help="write the `chars` feature list (each token's character ids) and chars.txt; "
+      "default: on for --task tag, off for lm and classify")
+  max_token_chars: int = _option(16, help="characters kept per token for --chars: a longer token keeps its "
+                                 "first and last max_token_chars/2 (counted in truncated_chars)")
+  max_chars: Optional[int] = _option(None, help="character vocabulary size cap for --chars, counting <pad> and "
+                                     "<unk> (default: every character seen in train)")
   shard_writer: str = _option(
       "auto", choices=("auto", "runs", "shuffle"),
       help="how records reach their shards: runs (temporary files; only their paths are grouped), "
@@ -92,11 +99,18 @@ class PipelineConfig:
                                  "vocab_from"):
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
+    options["chars"] = self.with_chars
     return options
+
+  @property
+  def with_chars(self) -> bool:
+    """Whether the records get the `chars` feature list: --chars, or by default for tag."""
+    return self.task == "tag" if self.chars is None else self.chars
 
 
 # The options a transform_fn is made with: --vocab_from takes them from the earlier run.
-TRANSFORM_OPTIONS = ("task", "tokenizer", "lowercase", "max_length", "max_vocab", "min_count", "vocab_partitions")
+TRANSFORM_OPTIONS = ("task", "tokenizer", "lowercase", "max_length", "max_vocab", "min_count", "vocab_partitions",
+                     "chars", "max_token_chars", "max_chars")
 
 
 def _flag_type(annotation):
@@ -120,7 +134,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
       kwargs["default"] = field.default
       if kwargs["help"]:
         kwargs["help"] += " (default: %(default)s)" if "default" not in kwargs["help"] else ""
-    if hints[field.name] is bool:
+    if _flag_type(hints[field.name]) is bool:
       kwargs["action"] = argparse.BooleanOptionalAction
     elif "action" not in kwargs:
       kwargs["type"] = _flag_type(hints[field.name])

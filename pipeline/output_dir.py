@@ -11,8 +11,11 @@ import time
 import tensorflow as tf
 
 import contract
+from pipeline import chars as chars_lib
+from pipeline import counts
 from pipeline import statistics
 from pipeline import transform
+from pipeline import vocabulary
 from pipeline import write
 from pipeline.config import PipelineConfig, UsageError
 from pipeline.inputs import InputFiles
@@ -24,7 +27,8 @@ COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
 
 # What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
 _OWN_ENTRIES = re.compile(
-    r"^((train|eval|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
+    r"^((train|eval|test)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|chars\.txt|vocab_counts\.txt|"
+    r"metadata\.json|"
     r"COMPLETED|transform_fn|transformed_metadata|errors|lengths\.png|\.tmp)$")
 
 
@@ -91,6 +95,22 @@ def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str, reserv
   return vocab
 
 
+def _write_counts(config: PipelineConfig, totals: dict, summary: dict) -> bool:
+  """OUTPUT_DIR's VOCAB_COUNTS_FILE (train count per token id, for --word_dropout): the
+  analysis's counts, or --vocab_from's file as it is (its ids are ours). False where there
+  are none (WordPiece pieces)."""
+  if config.vocab_from:
+    source = os.path.join(config.vocab_from, contract.VOCAB_COUNTS_FILE)
+    if not tf.io.gfile.exists(source):
+      return False
+    tf.io.gfile.copy(source, os.path.join(config.output_dir, contract.VOCAB_COUNTS_FILE), overwrite=True)
+    return True
+  reserved = [0, totals.get(counts.key(counts.UNKNOWN, "train"), 0)]  # <pad>, then the train tokens that are <unk>
+  if config.task == "lm":
+    reserved.append(summary["splits"]["train"]["examples"])  # </s>: one per record
+  return vocabulary.write_counts(transform.vocab_counts_path(config.output_dir), config.output_dir, reserved)
+
+
 def _encoding_hint(record_counts: dict, encoding: str) -> str:
   """"; N do not decode as E: is --encoding right?" when dead letters did not decode, else ""."""
   undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
@@ -101,7 +121,10 @@ def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
   """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
-    summary = statistics.summarize(json.load(f), input_files.splits())
+    totals = json.load(f)
+  summary = statistics.summarize(totals, input_files.splits())
+  if config.with_chars:
+    summary["counts"]["truncated_chars"] = totals.get(counts.TRUNCATED_CHARS, 0)
   statistics.check_identity(summary)
   if not summary["splits"]["train"]["examples"]:
     record_counts = summary["counts"]
@@ -114,12 +137,17 @@ def finalize(config: PipelineConfig, input_files: InputFiles) -> dict:
   metadata = {
       "format_version": contract.FORMAT_VERSION,
       "task": config.task,
-      "features": contract.feature_spec(config.task),
+      "features": contract.feature_spec(config.task, config.with_chars),
       "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE,
                             contract.reserved_tokens(config.task)),
   }
   if config.task in ("tag", "classify"):
     metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)
+  if config.with_chars:
+    metadata["chars"] = chars_lib.metadata(_write_vocab(config, chars_lib.CHAR_VOCAB_NAME, contract.CHARS_FILE)["size"],
+                                           config.max_token_chars)
+  if _write_counts(config, totals, summary):
+    metadata["vocab"]["counts_file"] = contract.VOCAB_COUNTS_FILE
   for split in summary["splits"].values():  # sizes let readers detect truncated or altered shards
     for shard in split["shards"]:
       shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length

@@ -45,6 +45,7 @@ import contract
 from corpus import files
 from corpus import records
 from pipeline import arrow
+from pipeline import chars as chars_lib
 from pipeline import config as config_lib
 from pipeline import counts
 from pipeline import output_dir as output_dir_lib
@@ -121,6 +122,8 @@ def check_config(config: PipelineConfig) -> None:
     raise UsageError(f"--max_vocab must be above {len(reserved)} (it counts {', '.join(reserved)})")
   if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
+  if config.max_token_chars < 1 or (config.max_chars is not None and config.max_chars <= contract.NUM_RESERVED):
+    raise UsageError(f"--max_token_chars must be >= 1, --max_chars above {contract.NUM_RESERVED} (it counts <pad>, <unk>)")
 
 
 def explicit_flags(argv: Optional[Sequence[str]]) -> set:
@@ -150,6 +153,7 @@ def with_vocab_from(config: PipelineConfig, given: set) -> PipelineConfig:
     raise UsageError(f"--vocab_from {error}") from None
   theirs = {"task": metadata.task, **{name: metadata.options[name] for name in config_lib.TRANSFORM_OPTIONS
                                       if name in metadata.options}}
+  theirs.setdefault("chars", False)  # a run from before --chars wrote none
   for name, value in theirs.items():
     if name in given and getattr(config, name) != value:
       flag = "--" + name
@@ -223,7 +227,7 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, input_files:
         dead_letters[0] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
     for split in input_files.splits():
       transformed = splits[split] | f"Transform[{split}]" >> transform.Transform(config, transform_fn)
-      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
+      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split, config.with_chars)
       num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
           config.num_shards if split == "train" else 0)  # eval, test: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(

@@ -6,6 +6,7 @@ only; the reserved `<pad>`/`<unk>` ids are added by shifting, so no real token o
 can ever get id 0, even a literal "<pad>" in the corpus.
 """
 
+import os
 from typing import Dict
 
 import apache_beam as beam
@@ -19,9 +20,11 @@ from tfx_bsl.public import tfxio
 
 import contract
 from pipeline import arrow
+from pipeline import chars as chars_lib
 from pipeline import tokenize
 from pipeline import vocabulary as vocab_lib
 from pipeline import wordpiece
+from pipeline import write
 from pipeline.config import PipelineConfig
 
 TOKEN_VOCAB_NAME = "tokens"  # file name under transform_fn/assets/
@@ -66,6 +69,12 @@ def characters(text: tf.Tensor, given: tf.RaggedTensor) -> tf.Tensor:
   return tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.int64) + tf.cast(token_chars, tf.int64) + spaces
 
 
+def vocab_counts_path(output_dir: str) -> str:
+  """Where the analysis writes the token vocabulary's counts (finalize moves them to
+  VOCAB_COUNTS_FILE)."""
+  return os.path.join(output_dir, write.TEMP_DIR, contract.VOCAB_COUNTS_FILE)
+
+
 def tokenizer_metadata(config: PipelineConfig) -> dict:
   """metadata.json's `tokenizer`."""
   if config.tokenizer == "wordpiece":
@@ -96,12 +105,19 @@ def make_preprocessing_fn(config: PipelineConfig):
       truncated = tf.cast(too_many_words | (ids.row_lengths() > config.max_length), tf.int64)
       outputs[contract.TOKENS] = ids[:, :config.max_length]
       outputs[WORD_START] = word_start[:, :config.max_length]
+      if config.with_chars:
+        token_texts = wordpiece.piece_texts(tokenizer, words)[:, :config.max_length]
     else:
       truncated = tf.cast(words.row_lengths() > config.max_length, tf.int64)
       words = words[:, :config.max_length]
       vocabulary = vocab_lib.vocabulary(words, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k,
-                                        num_partitions=config.vocab_partitions)
+                                        num_partitions=config.vocab_partitions,
+                                        counts_path=vocab_counts_path(config.output_dir))
       outputs[contract.TOKENS] = _to_ids(words, vocabulary, num_reserved)
+      token_texts = words
+    if config.with_chars:
+      chars, outputs[chars_lib.CHARS_TRUNCATED] = chars_lib.split_chars(token_texts, config.max_token_chars)
+      outputs[contract.CHARS] = _to_ids(chars, chars_lib.vocabulary(chars, config.max_chars, config.vocab_partitions))
     outputs[contract.LENGTH] = outputs[contract.TOKENS].row_lengths()
     outputs[TRUNCATED] = truncated
     if config.task == "tag":

@@ -216,6 +216,18 @@ def tokenize_words(tokenizer, words: tf.RaggedTensor,
   return pieces.with_flat_values(ids).merge_dims(1, 2), pieces.with_flat_values(word_start).merge_dims(1, 2)
 
 
+def piece_texts(tokenizer, words: tf.RaggedTensor) -> tf.RaggedTensor:
+  """[batch, (words)] strings → each piece's own text [batch, (pieces)], as its word spells it
+  (no `##`; a word that is one `<unk>` piece gives the whole word): what `--chars` splits.
+
+  words [["hugs"]] with pieces hug ##s → [["hug", "s"]].
+  """
+  _, starts, ends = tokenizer.tokenize_with_offsets(words)  # byte offsets in the word
+  word_of_piece = tf.repeat(words.flat_values, starts.values.row_lengths())
+  texts = tf.strings.substr(word_of_piece, starts.flat_values, ends.flat_values - starts.flat_values)
+  return starts.with_flat_values(texts).merge_dims(1, 2)
+
+
 def spread_word_labels(label_ids: tf.RaggedTensor, word_start: tf.RaggedTensor) -> tf.RaggedTensor:
   """Word label ids [batch, (words)] → per piece: the word's label on its first piece, PAD_ID after.
 

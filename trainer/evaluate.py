@@ -74,13 +74,17 @@ def evaluate_split(model: serving.Model, data_dir: str, split: str, tokens_per_b
     raise serving.UsageError(f"--data_dir {data_dir} has no {split} examples ({why}): there is nothing to evaluate")
   paths = contract.shard_paths(data_dir, metadata.raw, split)
   spec = data.bucket_spec(metadata.raw, TrainerConfig.num_buckets, tokens_per_batch, 1, TrainerConfig.pad_multiple)
-  dataset = data.make_dataset(paths, metadata.task, spec, 1, training=False, compression=metadata.compression)
   score = model.loaded.signatures["score"]
+  takes_chars = "char_ids" in score.structured_input_signature[1]
+  dataset = data.make_dataset(paths, metadata.task, spec, 1, training=False, compression=metadata.compression,
+                              chars=takes_chars)
   totals = dict.fromkeys(metrics_lib.SUM_KEYS, 0.0)
   for batch in dataset:
     inputs = {"token_ids": batch[contract.TOKENS], "length": batch[contract.LENGTH], "weight": batch[data.WEIGHT]}
     if model.task != "lm":
       inputs["label_ids"] = batch[contract.LABELS if model.task == "tag" else contract.LABEL]
+    if takes_chars:
+      inputs["char_ids"] = batch[contract.CHARS]
     for key, value in score(**inputs).items():
       totals[key] += float(value)
   return metrics_lib.eval_metrics(totals, model.task, metadata.characters(split), counts_chunks(model))

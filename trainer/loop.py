@@ -25,7 +25,7 @@ from trainer import metrics as metrics_lib
 from trainer import model_dir
 from trainer import ops
 from trainer.config import TrainerConfig
-from trainer.model import build_model
+from trainer.model import build_model, model_inputs
 from trainer.schedule import WarmupDecay
 
 
@@ -61,8 +61,10 @@ class Trainer:
     self._stop_requested = False
     self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
+    self.char_vocab_size = config.char_vocab_size(self.metadata)  # None: a word-only model (or data)
     with strategy.scope():
-      self.model = build_model(config, self.task, self.metadata.vocab_size, self.metadata.num_classes)
+      self.model = build_model(config, self.task, self.metadata.vocab_size, self.metadata.num_classes,
+                               self.char_vocab_size, model_dir.token_counts(config, self.metadata))
       self.learning_rate = WarmupDecay(config.learning_rate, config.warmup_steps, config.train_steps, config.decay)
       self.optimizer = keras.optimizers.Adam(self.learning_rate)
       self.optimizer.build(self.model.trainable_variables)
@@ -116,7 +118,8 @@ class Trainer:
       return data.make_dataset(
           paths, self.task, spec, local_replicas, training=training, compression=self.compression,
           seed=self.config.seed, pipeline_index=input_context.input_pipeline_id, num_pipelines=num_pipelines,
-          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches, native=self.native_parser)
+          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches, native=self.native_parser,
+          chars=self.char_vocab_size is not None)
     return dataset_fn
 
   def distributed_dataset(self, training: bool, skip_batches: int = 0, paths=None):
@@ -127,7 +130,7 @@ class Trainer:
   # --- steps ---------------------------------------------------------------------------
 
   def _replica_sums(self, batch, training: bool):
-    logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=training)
+    logits = self.model(model_inputs(self.model, batch, self.task, self.eos_id), training=training)
     target = loss_lib.targets(batch, self.task, self.eos_id)
     mask = loss_lib.target_mask(batch, target)
     loss_sums = self.decoder.loss_sums if self.decoder is not None else loss_lib.loss_sums
@@ -167,7 +170,7 @@ class Trainer:
     return {"loss_sum": loss_sum, "count": count, "tokens": tf.reduce_sum(lengths), "slots": slots}
 
   def _eval_replica_step(self, batch):
-    logits = self.model(loss_lib.model_inputs(batch, self.task, self.eos_id), training=False)
+    logits = self.model(model_inputs(self.model, batch, self.task, self.eos_id), training=False)
     return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction, self.eos_id, self.decoder)
 
   def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:

@@ -14,14 +14,8 @@ import contract
 from trainer.data import WEIGHT
 
 
-def model_inputs(batch: Dict[str, tf.Tensor], task: str, eos_id: Optional[int] = None) -> tf.Tensor:
-  """What the model reads: the tokens; for a language model with an end id, after it."""
-  tokens = batch[contract.TOKENS]
-  return contract.lm_inputs(tokens, eos_id) if task == "lm" else tokens
-
-
 def targets(batch: Dict[str, tf.Tensor], task: str, eos_id: Optional[int] = None) -> tf.Tensor:
-  """What each position of `model_inputs` predicts; PAD_ID where nothing is predicted."""
+  """What each position of `model.model_inputs` predicts; PAD_ID where nothing is predicted."""
   tokens = batch[contract.TOKENS]
   if task == "lm":  # the next token, and the end id after the last (contract.lm_targets)
     return contract.lm_targets(tokens, batch[contract.LENGTH], eos_id)

@@ -20,7 +20,7 @@ SUM_KEYS = ("loss_sum", "count", "nll_sum", "correct", "targets", "examples", "t
 def eval_sums(logits: tf.Tensor, batch: Mapping[str, tf.Tensor], task: str, reduction: str,
               eos_id: Optional[int] = None, decoder=None) -> Dict[str, tf.Tensor]:
   """The sums of one batch (rows with weight 0 count for nothing); `logits` of
-  `loss.model_inputs(batch, task, eos_id)`.
+  `model.model_inputs(model, batch, task, eos_id)`.
 
   `loss_sum / count` is the training loss (its reduction); `nll_sum` is the summed log-loss
   in nats over every target whatever the reduction (for bits per character). `decoder`

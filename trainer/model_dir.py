@@ -5,7 +5,7 @@ stamp, best.json with the best-so-far checkpoint, and metrics.json, each written
 import json
 import logging
 import os
-from typing import Optional, Union
+from typing import List, Optional, Union
 
 import keras
 import tensorflow as tf
@@ -34,10 +34,35 @@ def model_description(config: TrainerConfig, metadata: Union[dict, contract.Meta
   """The settings that fix the checkpoint's variables and what its outputs mean (the
   resolved tag scheme): a rerun must agree on all of them."""
   metadata = contract.Metadata.of(metadata)
-  return {"task": metadata.task, "vocab_size": metadata.vocab_size, "num_classes": metadata.num_classes,
-          "cell": config.cell, "bidirectional": config.bidirectional, "num_layers": config.num_layers,
-          "embedding_dim": config.embedding_dim, "hidden": config.hidden, "crf": config.crf,
-          "tag_scheme": tag_scheme}
+  description = {"task": metadata.task, "vocab_size": metadata.vocab_size, "num_classes": metadata.num_classes,
+                 "cell": config.cell, "bidirectional": config.bidirectional, "num_layers": config.num_layers,
+                 "embedding_dim": config.embedding_dim, "hidden": config.hidden, "crf": config.crf,
+                 "tag_scheme": tag_scheme}
+  # Only where used: a model dir of a word-only model (or one from before these) keeps its description.
+  char_vocab_size = config.char_vocab_size(metadata)
+  if char_vocab_size:
+    description["chars"] = {"vocab_size": char_vocab_size, "embedding_dim": config.char_embedding_dim,
+                            "features": config.char_features, "encoder": config.char_encoder}
+  if config.tie_embeddings and metadata.task == "lm":
+    description["tie_embeddings"] = True
+  return description
+
+
+def token_counts(config: TrainerConfig, metadata: contract.Metadata) -> Optional[List[int]]:
+  """The data's train count per token id, for --word_dropout; None without it, or (warned)
+  where the pipeline wrote no counts (WordPiece pieces, outputs from before them)."""
+  if config.word_dropout <= 0:
+    return None
+  path = metadata.vocab_counts_path(config.data_dir)
+  if path is None or not tf.io.gfile.exists(path):
+    logging.warning("--word_dropout %g is off: %s has no %s (the pipeline counts word vocabularies only)",
+                    config.word_dropout, config.data_dir, contract.VOCAB_COUNTS_FILE)
+    return None
+  counts = contract.read_vocab_counts(path)
+  if len(counts) != metadata.vocab_size:
+    raise contract.DataDirError(f"{path}: {len(counts)} counts for a vocabulary of {metadata.vocab_size}; "
+                                "rerun pipeline.preprocess --overwrite")
+  return counts
 
 
 def tag_scheme(config: TrainerConfig, metadata: contract.Metadata, recorded: Optional[dict]) -> str:
@@ -83,6 +108,8 @@ def check_model_dir(config: TrainerConfig, metadata: Union[dict, contract.Metada
   fingerprints = config_lib.vocab_fingerprints(config.data_dir, metadata)
   if theirs is not None:
     different = {k: (theirs.get(k), v) for k, v in ours.items() if theirs.get(k) != v}
+    # Keys written only where used: a char encoder or tied embeddings that the flags now drop.
+    different.update({k: (theirs[k], None) for k in ("chars", "tie_embeddings") if k in theirs and k not in ours})
     if theirs.get("fingerprints", fingerprints) != fingerprints:
       different["vocabulary"] = ("of the first run", "another")
     if different:

@@ -40,7 +40,7 @@ def _non_negative_int(text: str) -> int:
 
 
 # Flags whose values may be 0 but not negative (0 means "off" or "to the boundary").
-_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping"}
+_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping", "char_embedding_dim", "char_features"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, fields) -> None:
@@ -77,6 +77,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.train_steps < 1 or args.tokens_per_batch < 1 or args.cpu_replicas < 1 or args.num_layers < 1:
     parser.error("--train_steps, --tokens_per_batch, --cpu_replicas and --num_layers must be >= 1")
+  if args.word_dropout < 0:
+    parser.error("--word_dropout must be >= 0")
 
   try:
     metadata = contract.load_metadata(args.data_dir)

@@ -47,7 +47,7 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   assert utf16_run.returncode == 0, utf16_run.stderr[-4000:]
   metadata = read_metadata(utf16_out)
   assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {"empty": 1},
-                                "dead_letter": {"undecodable": 1}, "truncated": 0}
+                                "dead_letter": {"undecodable": 1}, "truncated": 0, "truncated_chars": 0}
   assert metadata["options"]["encoding"] == "utf-16"
   assert sorted(decode_records(utf16_out, "tag")) == sorted(Good(tuple(t), tuple(l)) for t, l in good)
   (row,) = read_dead_letters(utf16_out)

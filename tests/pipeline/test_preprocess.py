@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 
 import contract
-from tests.conftest import TAGGED, preprocess, read_metadata, read_records, write_conll
+from tests.conftest import TAGGED, preprocess, read_metadata, read_records, truncated_chars, write_conll
 from tests.pipeline.conftest import (CLASSIFY_CORPUS, CLASSIFY_GOOD, CLASSIFY_LINES, SENTENCES, WORDPIECE_CORPUS,
                                     WORDPIECE_OPTIONS)
 
@@ -51,7 +51,7 @@ def test_conll_tag_round_trip(tmp_path):
   corpus = tmp_path / "train.conll"
   write_conll(corpus, TAGGED)
   out = tmp_path / "out"
-  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3")
+  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3", "--max_token_chars", "3")
 
   metadata = read_metadata(out)
   assert os.path.exists(out / "COMPLETED")
@@ -79,6 +79,32 @@ def test_conll_tag_round_trip(tmp_path):
   assert got == expected
   counts = metadata["counts"]
   assert counts["read"] == counts["written"] == len(TAGGED)
+
+  # Tag records carry each token's characters, cut to --max_token_chars 3 (first 2, last 1),
+  # as ids of chars.txt: learned on train's kept characters, unseen ones <unk> in eval.
+  char_vocab = vocab(out, "chars.txt")
+  assert metadata["chars"] == {"file": "chars.txt", "size": len(char_vocab), "pad_id": 0, "unk_id": 1,
+                               "max_token_chars": 3}
+  assert metadata["features"]["sequence_values"] == {"chars": "int64"} and metadata["options"]["chars"] is True
+  assert counts["truncated_chars"] == sum(len(token) > 3 for sentence in TAGGED for token, _ in sentence)
+  spelled = {tuple(truncated_chars(t, 3) for t, _ in s) for s in TAGGED}
+  train_chars = collections.Counter()
+  for record in train:
+    assert len(record["chars"]) == record["length"] and all(record["chars"])
+    words = tuple("".join(char_vocab[i] for i in step) for step in record["chars"])
+    assert words in spelled
+    train_chars.update(char for word in words for char in word)
+  assert set(char_vocab[2:]) == set(train_chars) and len(char_vocab) == len(train_chars) + 2
+  assert char_vocab[2:] == sorted(train_chars, key=lambda c: (-train_chars[c], [-b for b in c.encode()]))
+  for record in evaluation:
+    words = ["".join(char_vocab[i] if i > 1 else "?" for i in step) for step in record["chars"]]
+    assert any(len(words) == len(s) and all(w == t or (w.count("?") and len(w) == len(t)) for w, t in zip(words, s))
+               for s in spelled), words
+  with open(out / "vocab_counts.txt") as f:  # train counts per vocab.txt line; <unk> has none in train
+    token_counts = [int(line) for line in f]
+  train_tokens = collections.Counter(t for tokens, _ in decode(train, token_vocab, label_vocab) for t in tokens)
+  assert token_counts == [0, 0] + [train_tokens[t] for t in token_vocab[2:]]
+  assert metadata["vocab"]["counts_file"] == "vocab_counts.txt"
 
 
 @pytest.mark.parametrize("tokenizer", ["word", "whitespace"])
@@ -195,8 +221,11 @@ def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
              "--max_length", "6", "--max_vocab", "4", "--min_count", "2", "--eval_fraction", "0",
              "--max_error_fraction", "0.6")
   metadata = read_metadata(out)
-  assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {}, "truncated": 1,
+  assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {}, "truncated": 1, "truncated_chars": 0,
                                 "dead_letter": {"label_count_mismatch": 1, "missing_labels": 1}}
+  # A character is a code point: the combining mark is one of its own.
+  etude = next(r for r in read_records(out, "train") if len(r["tokens"]) == 2)["chars"][0]
+  assert ["".join(vocab(out, "chars.txt")[i] for i in [c]) for c in etude] == ["e", "\u0301", "t", "\u00e9"]
   # Counted on the truncated train data: a x4, b x2 (c, d, e once; e\u0301t\u00e9 once).
   assert vocab(out) == ["<pad>", "<unk>", "a", "b"]
   records = sorted(read_records(out, "train"), key=lambda r: -len(r["tokens"]))
