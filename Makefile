@@ -2,6 +2,9 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
+# The reference tools that tests compare against (seqeval, nltk, sklearn-crfsuite): a venv of
+# their own, so they never meet the project's pinned requirements; run in subprocesses.
+PEERS := .venv-peers
 DEMO_OUT ?= demo_out
 # Beam's Prism runner and the Python SDK's boot program (Go), built at the Beam version that
 # requirements.txt pins, into one folder that pipeline/runners.py reads.
@@ -11,7 +14,7 @@ GO ?= go
 
 .PHONY: setup beam-binaries demo test bench prism-up prism-down clean
 
-setup: $(VENV)/.installed beam-binaries
+setup: $(VENV)/.installed $(PEERS)/.installed beam-binaries
 
 beam-binaries: $(BEAM_BIN)/.built-$(BEAM_VERSION)
 
@@ -38,6 +41,15 @@ $(VENV)/.installed: requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps -e .
 	@# The native record parser (trainer/ops): optional, so a failed build only warns.
 	$(PY) -m trainer.ops || echo "warning: the trainer will parse records with tf.io.parse_sequence_example"
+	touch $@
+
+# Built anew (not updated) when benchmarks/peers.txt changes, so it holds exactly that file.
+$(PEERS)/.installed: benchmarks/peers.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found; run 'make PYTHON=python3 ...'"; exit 2; }
+	rm -rf $(PEERS)
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r benchmarks/peers.txt
 	touch $@
 
 demo: setup

@@ -24,16 +24,37 @@ PAD_ID = 0
 UNK_ID = 1
 RESERVED_TOKENS = (PAD_TOKEN, UNK_TOKEN)
 NUM_RESERVED = len(RESERVED_TOKENS)
+# Language models (`--task lm`) reserve one id more in the token vocabulary: the end of
+# every sequence, a target the model predicts (and, as the input before a sequence's first
+# token, where it starts from). Real tokens then start at LM_NUM_RESERVED.
+EOS_TOKEN = "</s>"
+EOS_ID = 2
+LM_RESERVED_TOKENS = RESERVED_TOKENS + (EOS_TOKEN,)
+
+
+def reserved_tokens(task: str):
+  """The reserved entries at the head of a task's token vocabulary."""
+  return LM_RESERVED_TOKENS if task == "lm" else RESERVED_TOKENS
+
+
+def num_reserved(task: str) -> int:
+  """Ids below this are reserved in a task's token vocabulary (labels: always NUM_RESERVED)."""
+  return len(reserved_tokens(task))
 
 # Feature names of the SequenceExample.
 LENGTH = "length"  # context, int64 >= 1
 TOKENS = "tokens"  # feature list, one int64 per time step
 LABELS = "labels"  # feature list (tag), one int64 per time step
 LABEL = "label"  # context (classify), int64 >= 2 for a known label
+# Feature list (`--chars`; tag by default): per time step, that token's character ids, as
+# many as it has characters (at most the pipeline's --max_token_chars). The one feature
+# whose steps hold several values; its ids come from the character vocabulary (chars.txt).
+CHARS = "chars"
 
 TASKS = ("lm", "tag", "classify")
-FORMATS = ("text", "jsonl", "conll")
-SPLITS = ("train", "eval")
+FORMATS = ("text", "jsonl", "conll", "conllu", "parquet")
+SPLITS = ("train", "eval", "test")  # test: written only from --test_input, and never read by trainer.task
+TRAINING_SPLITS = ("train", "eval")
 NUM_BUCKETS_CHOICES = (4, 8, 16, 32)
 
 # Files of an OUTPUT_DIR.
@@ -41,6 +62,8 @@ METADATA_FILE = "metadata.json"
 COMPLETED_FILE = "COMPLETED"
 VOCAB_FILE = "vocab.txt"
 LABELS_FILE = "labels.txt"
+CHARS_FILE = "chars.txt"  # the character vocabulary: line i = the character with id i
+VOCAB_COUNTS_FILE = "vocab_counts.txt"  # line i = train occurrences of vocab.txt's entry i
 TRANSFORM_FN_DIR = "transform_fn"
 TRANSFORMED_METADATA_DIR = "transformed_metadata"
 ERRORS_DIR = "errors"
@@ -65,22 +88,35 @@ def raw_columns(task: str) -> List[str]:
   return ["text", "tokens"] + {"tag": ["labels"], "classify": ["label"]}.get(task, [])
 
 
-def feature_spec(task: str) -> Dict[str, Dict[str, str]]:
-  """Names and dtypes of the record's features, as written in metadata.json."""
+def feature_spec(task: str, chars: bool = False) -> Dict[str, Dict[str, str]]:
+  """Names and dtypes of the record's features, as written in metadata.json.
+
+  `sequence` lists the feature lists of one value per step, `sequence_values` those whose
+  steps hold any number of values (CHARS, with `chars`).
+  """
   context = {LENGTH: "int64"}
   sequence = {TOKENS: "int64"}
   if task == "tag":
     sequence[LABELS] = "int64"
   elif task == "classify":
     context[LABEL] = "int64"
-  return {"context": context, "sequence": sequence}
+  spec = {"context": context, "sequence": sequence}
+  if chars:
+    spec["sequence_values"] = {CHARS: "int64"}
+  return spec
 
 
-def parsing_spec(task: str):
-  """`tf.io.parse_sequence_example` feature specs (context, sequence) for a task."""
-  spec = feature_spec(task)
+def parsing_spec(task: str, chars: bool = False):
+  """`tf.io.parse_sequence_example` feature specs (context, sequence) for a task.
+
+  One-value feature lists parse to [time] (FixedLenSequenceFeature), CHARS (with `chars`)
+  to a ragged [time, (chars)] (RaggedFeature; [batch, (time), (chars)] for a batch).
+  """
+  spec = feature_spec(task, chars)
   context = {name: tf.io.FixedLenFeature([], tf.int64) for name in spec["context"]}
   sequence = {name: tf.io.FixedLenSequenceFeature([], tf.int64) for name in spec["sequence"]}
+  for name in spec.get("sequence_values", {}):
+    sequence[name] = tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64)
   return context, sequence
 
 
@@ -148,7 +184,9 @@ class Metadata:
   options: Mapping  # the pipeline's options (format, compression, ...)
   counts: Mapping  # read, written, truncated; filtered and dead_letter as {reason: n}
   unk_rate: Mapping[str, float]  # per split: the share of written tokens that are <unk>
-  tokenizer: Optional[str]  # "word" or "wordpiece"; None in outputs that predate --tokenizer
+  tokenizer: Optional[str]  # "word", "whitespace" or "wordpiece"; None in outputs that predate --tokenizer
+  eos_id: Optional[int] = None  # lm: the end-of-sequence id; None in lm outputs that predate it
+  char_vocab_size: Optional[int] = None  # with CHARS: chars.txt's size, <pad> and <unk> included
 
   @classmethod
   def of(cls, metadata: Union["Metadata", Mapping]) -> "Metadata":
@@ -166,7 +204,19 @@ class Metadata:
         bucket_boundaries={int(k): list(v["boundaries"]) for k, v in buckets.items()},
         padding_waste={int(k): v.get("padding_waste") for k, v in buckets.items()},
         splits=metadata.get("splits", {}), options=metadata.get("options", {}), counts=metadata.get("counts", {}),
-        unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"))
+        unk_rate=metadata.get("unk_rate", {}), tokenizer=metadata.get("tokenizer", {}).get("type"),
+        eos_id=metadata["vocab"].get("eos_id"),
+        char_vocab_size=metadata["chars"]["size"] if "chars" in metadata else None)
+
+  @property
+  def has_chars(self) -> bool:
+    """Whether the records hold the CHARS feature list."""
+    return self.char_vocab_size is not None
+
+  @property
+  def max_token_chars(self) -> int:
+    """The most characters a CHARS step holds (the pipeline's --max_token_chars); 0 without CHARS."""
+    return self.raw["chars"].get("max_token_chars", 0) if self.has_chars else 0
 
   @property
   def num_classes(self) -> int:
@@ -187,6 +237,11 @@ class Metadata:
     """The pipeline's optimal bucket boundaries for `num_buckets` buckets ([1] if none)."""
     return self.bucket_boundaries.get(num_buckets) or [1]
 
+  @property
+  def split_names(self) -> List[str]:
+    """The splits this output holds, in contract order (test only where --test_input gave one)."""
+    return [split for split in SPLITS if split in self.splits]
+
   def examples(self, split: str) -> int:
     return self.splits.get(split, {}).get("examples", 0)
 
@@ -206,6 +261,33 @@ class Metadata:
 
   def labels_path(self, data_dir: str) -> Optional[str]:
     return os.path.join(data_dir, self.raw["labels"]["file"]) if "labels" in self.raw else None
+
+  def chars_path(self, data_dir: str) -> Optional[str]:
+    return os.path.join(data_dir, self.raw["chars"]["file"]) if self.has_chars else None
+
+  def vocab_counts_path(self, data_dir: str) -> Optional[str]:
+    """VOCAB_COUNTS_FILE, where the pipeline wrote one (word vocabularies learned by it)."""
+    name = self.raw["vocab"].get("counts_file")
+    return os.path.join(data_dir, name) if name else None
+
+
+def kept_chars(token: str, max_token_chars: int) -> str:
+  """The characters of a token that CHARS holds: all of them, or the first
+  `max_token_chars - max_token_chars // 2` and the last `max_token_chars // 2` (the
+  pipeline does the same in its graph, pipeline/chars.py).
+
+  >>> kept_chars("internationalization", 16), kept_chars("cat", 16)
+  ('internatlization', 'cat')
+  """
+  if len(token) <= max_token_chars:
+    return token
+  return token[:max_token_chars - max_token_chars // 2] + token[len(token) - max_token_chars // 2:]
+
+
+def read_vocab_counts(path: str) -> List[int]:
+  """Reads VOCAB_COUNTS_FILE: line i is the train count of the vocabulary's entry i."""
+  with tf.io.gfile.GFile(path) as f:
+    return [int(line) for line in f.read().split()]
 
 
 def int_histogram(histogram: Mapping) -> Dict[int, int]:
@@ -230,13 +312,29 @@ def load_saved_model(path: str):
   return tf.saved_model.load(path)
 
 
-def lm_targets(tokens):
-  """The language model's targets: each position predicts the next token; the last real
-  token predicts nothing (there is no end-of-sequence id), so it gets PAD_ID.
+def lm_inputs(tokens, eos_id: Optional[int]):
+  """What a language model reads: each sequence after an EOS_ID, where it starts from.
 
-  Works on [batch, time] tensors (TensorFlow or numpy-like via tf): [[5, 6, 7, 0]] → [[6, 7, 0, 0]].
+  [[5, 6, 7, 0]] → [[2, 5, 6, 7, 0]]. With `eos_id` None (an output that predates end
+  targets: metadata.json has no `vocab.eos_id`), the tokens themselves.
   """
-  return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+  if eos_id is None:
+    return tokens
+  return tf.concat([tf.fill(tf.stack([tf.shape(tokens)[0], 1]), tf.cast(eos_id, tokens.dtype)), tokens], axis=1)
+
+
+def lm_targets(tokens, length, eos_id: Optional[int]):
+  """The language model's targets, position by position of `lm_inputs`: the next token, and
+  after the last one EOS_ID, so each sequence of n tokens has n + 1 targets.
+
+  [[5, 6, 7, 0]] of length [3] → [[5, 6, 7, 2, 0]]. With `eos_id` None (an older output),
+  the next token and nothing after the last: [[6, 7, 0, 0]]. PAD_ID is "no target".
+  """
+  if eos_id is None:
+    return tf.concat([tokens[:, 1:], tf.zeros_like(tokens[:, :1])], axis=1)
+  padded = tf.concat([tokens, tf.zeros_like(tokens[:, :1])], axis=1)
+  at_end = tf.range(tf.shape(padded, out_type=length.dtype)[1])[None, :] == length[:, None]
+  return tf.where(at_end, tf.cast(eos_id, tokens.dtype), padded)
 
 
 def join_pieces(pieces: Sequence[str], labels: Sequence[str], suffix: str) -> Tuple[List[str], List[str]]:
@@ -296,8 +394,9 @@ def count_records(paths: List[str], compression: Optional[str] = None) -> List[i
   return counts
 
 
-def check_counts(data_dir: str, metadata: dict) -> int:
-  """Checks metadata.json's counts against each other and against every shard's records.
+def check_counts(data_dir: str, metadata: dict, splits: Sequence[str] = SPLITS) -> int:
+  """Checks metadata.json's counts against each other and against every shard's records
+  of `splits` (the trainer leaves test alone: it never reads it).
 
   Reads every shard once, files in parallel (BENCHMARKS.md has the cost). Returns the
   records counted.
@@ -308,7 +407,9 @@ def check_counts(data_dir: str, metadata: dict) -> int:
   compression = compression_type(metadata)
   rerun = "rerun pipeline.preprocess --overwrite"
   shards, paths = [], []
-  for split, info in metadata["splits"].items():
+  checked = [split for split in metadata["splits"] if split in splits]
+  for split in checked:
+    info = metadata["splits"][split]
     listed = sum(shard["examples"] for shard in info["shards"])
     if listed != info["examples"]:
       raise DataDirError(f"{data_dir}: {METADATA_FILE} lists {listed} {split} examples in its shards but "
@@ -324,7 +425,7 @@ def check_counts(data_dir: str, metadata: dict) -> int:
       raise DataDirError(f"{path}: {found} records, but {METADATA_FILE} says {shard['examples']}; {rerun}")
   total = sum(counts)
   written = metadata.get("counts", {}).get("written", total)
-  if written != total:
+  if len(checked) == len(metadata["splits"]) and written != total:
     raise DataDirError(f"{data_dir}: the shards hold {total} records, but {METADATA_FILE} counts {written} "
                        f"written; {rerun}")
   return total

@@ -6,8 +6,8 @@ setuptools.setup(
     name="rnn-sequence-pipeline",
     version="0.1.0",
     description="Beam + TFT pipeline to sharded SequenceExamples, and a tf.distribute RNN trainer",
-    py_modules=["contract", "records", "quiet"],
-    packages=["pipeline", "trainer", "trainer.ops"],
+    py_modules=["contract", "quiet"],
+    packages=["corpus", "pipeline", "trainer", "trainer.ops"],
     # trainer/ops is built on first use (trainer/ops/__init__.py); the scripts start PROCESS workers.
     package_data={"trainer.ops": ["*.cc"], "pipeline": ["*.sh"]},
     python_requires=">=3.10",

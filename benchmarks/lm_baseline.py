@@ -25,7 +25,8 @@ LAMBDAS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def sequences(data_dir: str, metadata: contract.Metadata, split: str):
-  """Every record's token ids, in shard order."""
+  """Every record's token ids, in shard order, between end ids where the data has one (then
+  the pairs of consecutive ids are the trainer's (input, target) pairs, the end included)."""
   context_spec, sequence_spec = contract.parsing_spec(metadata.task)
   paths = contract.shard_paths(data_dir, metadata.raw, split)
   dataset = tf.data.TFRecordDataset(paths, compression_type=metadata.compression).batch(1024)
@@ -34,10 +35,14 @@ def sequences(data_dir: str, metadata: contract.Metadata, split: str):
                                                 sequence_features=sequence_spec)
     lengths = tf.math.count_nonzero(parsed[contract.TOKENS], axis=1).numpy()
     for row, length in zip(parsed[contract.TOKENS].numpy(), lengths):
-      yield row[:length]
+      if metadata.eos_id is None:
+        yield row[:length]
+      else:
+        yield np.concatenate([[metadata.eos_id], row[:length], [metadata.eos_id]])
 
 
-def bigram_perplexity(data_dir: str) -> dict:
+def bigram_perplexity(data_dir: str, split: str = "eval") -> dict:
+  """The bigram's perplexity on `split`, its interpolation weight chosen on that split."""
   metadata = contract.load_metadata(data_dir)
   unigrams = np.ones(metadata.vocab_size)  # add-one: every id has some mass
   unigrams[contract.PAD_ID] = 0.0
@@ -49,7 +54,7 @@ def bigram_perplexity(data_dir: str) -> dict:
   history = collections.Counter()
   for (previous, _), count in bigrams.items():
     history[previous] += count
-  pairs = [(int(v), int(w)) for ids in sequences(data_dir, metadata, "eval") for v, w in zip(ids[:-1], ids[1:])]
+  pairs = [(int(v), int(w)) for ids in sequences(data_dir, metadata, split) for v, w in zip(ids[:-1], ids[1:])]
   bigram_p = np.array([bigrams.get(pair, 0) / history[pair[0]] if history[pair[0]] else 0.0 for pair in pairs])
   target_p = unigram_p[np.array([w for _, w in pairs])]
   results = {lam: -np.mean(np.log(lam * bigram_p + (1 - lam) * target_p)) for lam in LAMBDAS}

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 import contract
-from records import Record, content_key
+from corpus.records import Record, content_key
 
 BATCH_SIZE = 4096  # records per RecordBatch
 SPLIT_KEY = "split_key"  # uint64 column: stable hash of the record's content

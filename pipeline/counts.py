@@ -17,6 +17,7 @@ DEAD_LETTER = "dead_letter"  # tag of the dead-letter output, and the count pref
 READ = "read"
 FILTERED = "filtered"
 TRUNCATED = "truncated"
+TRUNCATED_CHARS = "truncated_chars"  # tokens whose characters were cut to --max_token_chars
 WRITTEN = "written"
 EXAMPLES = "examples"  # examples/<split>
 TOKENS = "tokens"  # tokens/<split>

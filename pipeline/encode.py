@@ -12,6 +12,11 @@ adds to `Features`. The tables are built by `tf.io.encode_proto` itself and grow
 demand; the few per-example layers above (FeatureLists map entries, FeatureLists,
 SequenceExample) are built by `encode_proto` in one traced graph per batch: faster than
 `encode_proto` per step and than the Python protobuf API (BENCHMARKS.md).
+
+A feature list whose steps hold several values (`chars`: a token's character ids) has no
+table: its steps are a padded [steps, values] tensor with each step's size, serialized by
+`encode_proto` in one graph per batch (`value_step_records`), which also joins them and
+returns their lengths, so no Python object is made per step either.
 """
 
 from typing import Dict, Sequence, Tuple
@@ -55,6 +60,18 @@ def _int64_features(values: tf.Tensor) -> tf.Tensor:
 def step_records(values: tf.Tensor) -> tf.Tensor:
   """[n] int64 → the record each value adds to a `FeatureList` as one time step."""
   return _encode("tensorflow.FeatureList", {"feature": _int64_features(values)[:, None]})
+
+
+def value_step_records(values: tf.Tensor, value_splits: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  """Steps of any number of int64s → (their FeatureList records end to end, each one's length).
+
+  `values` [n] and `value_splits` [steps + 1]: step i holds values[value_splits[i]:value_splits[i + 1]].
+  """
+  steps = tf.RaggedTensor.from_row_splits(values, value_splits, validate=False)
+  int64_list = _encode("tensorflow.Int64List", {"value": steps.to_tensor()}, sizes={"value": steps.row_lengths()})
+  feature = _encode("tensorflow.Feature", {"int64_list": int64_list[:, None]})
+  records = _encode("tensorflow.FeatureList", {"feature": feature[:, None]})
+  return tf.strings.reduce_join(records), tf.strings.length(records)
 
 
 def context_records(key: str, values: tf.Tensor) -> tf.Tensor:
@@ -142,38 +159,46 @@ def _assemble_parts(context: Dict[str, Tuple[tf.Tensor, tf.Tensor]],
 
 
 class Encoder:
-  """Serializes batches of SequenceExamples with the given context and sequence names."""
+  """Serializes batches of SequenceExamples with the given context and sequence names
+  (`value_names`: the feature lists whose steps hold any number of values)."""
 
-  def __init__(self, context_names: Sequence[str], sequence_names: Sequence[str]):
+  def __init__(self, context_names: Sequence[str], sequence_names: Sequence[str], value_names: Sequence[str] = ()):
     self.context_tables = {name: RecordTable(lambda values, name=name: context_records(name, values))
                            for name in context_names}
     self.step_table = RecordTable(step_records)
     part = (tf.TensorSpec([], tf.string), tf.TensorSpec([None], tf.int64))
     self._assemble = tf.function(_assemble_parts, autograph=False, input_signature=[
-        {name: part for name in context_names}, {name: part for name in sequence_names}])
+        {name: part for name in context_names}, {name: part for name in [*sequence_names, *value_names]}])
+    self._value_steps = tf.function(value_step_records, autograph=False, input_signature=[
+        tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)])
 
   @classmethod
-  def for_task(cls, task: str) -> "Encoder":
-    spec = contract.feature_spec(task)
-    return cls(list(spec["context"]), list(spec["sequence"]))
+  def for_task(cls, task: str, chars: bool = False) -> "Encoder":
+    spec = contract.feature_spec(task, chars)
+    return cls(list(spec["context"]), list(spec["sequence"]), list(spec.get("sequence_values", {})))
 
-  def __call__(self, context: Dict[str, np.ndarray],
-               sequences: Dict[str, Tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+  def __call__(self, context: Dict[str, np.ndarray], sequences: Dict[str, Tuple[np.ndarray, ...]]) -> np.ndarray:
     """Serializes a batch.
 
     Args:
       context: name → [batch] int64 (one value per example).
       sequences: name → (values, row_splits): a [batch, (time)] int64 list, one Feature
-        per time step.
+        per time step; or, for a feature list of `value_names`, (values, value_splits,
+        row_splits): a [batch, (time), (values)] list, as `tf.RaggedTensor.from_nested_row_splits`.
 
     Returns:
       [batch] bytes (numpy object array), each `SerializeToString(deterministic=True)`.
     """
     context_parts = {name: table.concatenated(context[name]) for name, table in self.context_tables.items()}
     sequence_parts = {}
-    for name, (values, row_splits) in sequences.items():
-      data, step_offsets = self.step_table.concatenated(values)
-      sequence_parts[name] = (data, step_offsets[np.asarray(row_splits, np.int64)])
+    for name, (values, *splits) in sequences.items():
+      if len(splits) == 1:
+        data, step_offsets = self.step_table.concatenated(values)
+      else:  # steps of several values: [steps] records joined in the graph, offsets from their lengths
+        data, lengths = self._value_steps(np.asarray(values, np.int64), np.asarray(splits[0], np.int64))
+        step_offsets = np.zeros(len(lengths) + 1, np.int64)
+        np.cumsum(lengths.numpy(), out=step_offsets[1:])
+      sequence_parts[name] = (data, step_offsets[np.asarray(splits[-1], np.int64)])
     return self._assemble(context_parts, sequence_parts).numpy()
 
 
@@ -181,6 +206,16 @@ def _list_values(column: pa.Array) -> Tuple[np.ndarray, np.ndarray]:
   """A pyarrow list<int64> column → (flat values, row splits from 0), respecting slices."""
   offsets = np.asarray(column.offsets, dtype=np.int64)
   return np.asarray(column.flatten(), dtype=np.int64), offsets - offsets[0]
+
+
+def _nested_list_values(column: pa.Array) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """A pyarrow list<list<int64>> column → (flat values, value splits per step, step splits
+  per row), both splits from 0, respecting slices."""
+  row_offsets = np.asarray(column.offsets, dtype=np.int64)
+  steps = column.flatten()
+  value_offsets = np.asarray(steps.offsets, dtype=np.int64)
+  return (np.asarray(steps.flatten(), dtype=np.int64), value_offsets - value_offsets[0],
+          row_offsets - row_offsets[0])
 
 
 def _scalars(column: pa.Array) -> np.ndarray:
@@ -191,17 +226,19 @@ def _scalars(column: pa.Array) -> np.ndarray:
 class EncodeDoFn(beam.DoFn):
   """One transformed RecordBatch → one array of serialized examples, plus its counts."""
 
-  def __init__(self, task: str, split: str):
+  def __init__(self, task: str, split: str, chars: bool = False):
     self.task, self.split = task, split
-    spec = contract.feature_spec(task)
+    spec = contract.feature_spec(task, chars)
     self.context_names = list(spec["context"])
     self.sequence_names = list(spec["sequence"])
+    self.value_names = list(spec.get("sequence_values", {}))
     self.encode = None
 
   def setup(self):
-    self.encode = Encoder(self.context_names, self.sequence_names)
+    self.encode = Encoder(self.context_names, self.sequence_names, self.value_names)
 
   def process(self, batch: pa.RecordBatch):
+    from pipeline import chars  # pylint: disable=g-import-not-at-top
     from pipeline import transform  # pylint: disable=g-import-not-at-top
     lengths = _scalars(batch.column(contract.LENGTH))
     empty = lengths == 0  # e.g. text of nothing but characters the tokenizer drops
@@ -216,6 +253,7 @@ class EncodeDoFn(beam.DoFn):
     if batch.num_rows:
       context = {name: _scalars(batch.column(name)) for name in self.context_names}
       sequences = {name: _list_values(batch.column(name)) for name in self.sequence_names}
+      sequences.update({name: _nested_list_values(batch.column(name)) for name in self.value_names})
       yield self.encode(context, sequences)
       stats += [
           (counts.TRUNCATED, int(_scalars(batch.column(transform.TRUNCATED)).sum())),
@@ -223,6 +261,8 @@ class EncodeDoFn(beam.DoFn):
            int(np.count_nonzero(sequences[contract.TOKENS][0] == contract.UNK_ID))),
           (counts.key(counts.CHARACTERS, self.split), int(_scalars(batch.column(transform.CHARACTERS)).sum())),
       ]
+      if self.value_names:
+        stats.append((counts.TRUNCATED_CHARS, int(_scalars(batch.column(chars.CHARS_TRUNCATED)).sum())))
     values, frequencies = np.unique(lengths, return_counts=True)
     stats += [(counts.key(counts.HISTOGRAM, self.split, int(v)), int(n)) for v, n in zip(values, frequencies)]
     for name, n in stats:
@@ -238,10 +278,10 @@ class EncodeSequenceExamples(beam.PTransform):
   pairs.
   """
 
-  def __init__(self, task: str, split: str):
+  def __init__(self, task: str, split: str, chars: bool = False):
     super().__init__()
-    self.task, self.split = task, split
+    self.task, self.split, self.chars = task, split, chars
 
   def expand(self, record_batches):
-    return record_batches | beam.ParDo(EncodeDoFn(self.task, self.split)).with_outputs(
+    return record_batches | beam.ParDo(EncodeDoFn(self.task, self.split, self.chars)).with_outputs(
         counts.COUNTS, main="serialized")

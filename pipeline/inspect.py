@@ -79,7 +79,7 @@ def summary_lines(output_dir: str, metadata: contract.Metadata) -> List[str]:
 
   header = ("split", "examples", "tokens", "shards", "p50", "p90", "p99", "max")
   rows = [header]
-  for split in contract.SPLITS:
+  for split in metadata.split_names:
     percentiles = length_percentiles(metadata.length_histogram.get(split, {}))
     rows.append((split, metadata.examples(split), metadata.tokens(split), len(metadata.shards(split)),
                  *("-" if percentiles[k] is None else percentiles[k] for k in ("p50", "p90", "p99", "max"))))

@@ -28,52 +28,38 @@ import argparse
 import dataclasses
 import difflib
 import gc
-import json
 import logging
 import os
 import re
 import sys
-import time
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import apache_beam as beam  # pylint: disable=g-import-not-at-top
-import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options import pipeline_options as beam_options
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 import contract
+from corpus import files
+from corpus import records
 from pipeline import arrow
+from pipeline import chars as chars_lib
 from pipeline import config as config_lib
 from pipeline import counts
-from pipeline import lines
+from pipeline import output_dir as output_dir_lib
 from pipeline import read
 from pipeline import runners
 from pipeline import statistics
 from pipeline import transform
 from pipeline import vocabulary
+from pipeline import split as split_lib
 from pipeline import write
-from pipeline.config import PipelineConfig
+from pipeline.config import PipelineConfig, UsageError
 from pipeline.encode import EncodeSequenceExamples
+from pipeline.inputs import InputFiles, match_input_files
 from pipeline.split import Split
-
-# Dead letters that suggest the files are in another encoding (UTF-16 read as UTF-8 is
-# full of NUL bytes).
-_WRONG_ENCODING_REASONS = ("undecodable", "nul_byte")
-COUNTS_FILE = "counts.json"  # under OUTPUT_DIR/.tmp while the job runs
-
-# What an OUTPUT_DIR may hold; --overwrite removes these and refuses anything else.
-_OWN_ENTRIES = re.compile(
-    r"^((train|eval)-\d{5}-of-\d{5}\.tfrecord(\.gz)?|vocab\.txt|labels\.txt|metadata\.json|"
-    r"COMPLETED|transform_fn|transformed_metadata|errors|lengths\.png|\.tmp)$")
-
-
-class UsageError(Exception):
-  """A mistake in the command line or its inputs: exit 2 with one line."""
-
 
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(
@@ -114,121 +100,67 @@ def check_pipeline_args(pipeline_args: Sequence[str], parser: argparse.ArgumentP
                    + "; it is neither a pipeline option nor an Apache Beam one")
 
 
-def _is_glob(pattern: str) -> bool:
-  return any(char in pattern for char in "*?[")
-
-
-def _is_local(path: str) -> bool:
-  return "://" not in path
-
-
-def _matches(pattern: str):
-  """(path, size) of each file `pattern` names: a file, the files directly inside a
-  directory (not hidden), or a glob's matches that are files."""
-  is_dir = tf.io.gfile.isdir(pattern)
-  try:
-    matched = FileSystems.match([os.path.join(pattern, "*") if is_dir else pattern])[0].metadata_list
-  except Exception as error:  # pylint: disable=broad-except  # Beam raises BeamIOError
-    raise UsageError(f"--input {pattern}: {error}") from None
-  found = []
-  for metadata in matched:
-    path = metadata.path
-    if is_dir and os.path.basename(path.rstrip("/")).startswith("."):
-      continue
-    if path.endswith("/") or (_is_local(path) and os.path.isdir(path)):
-      continue  # a glob or directory names files; a directory inside is not read
-    if is_dir and _is_local(path) and not os.path.isfile(path):
-      continue  # nor a FIFO or socket in a directory
-    found.append((path, metadata.size_in_bytes))
-  if not found:
-    what = "directory holds no regular, non-hidden file" if is_dir else (
-        "no file matches" if _is_glob(pattern) else "no such file")
-    raise UsageError(f"--input {pattern}: {what}")
-  return found
-
-
-def _check_readable(path: str) -> None:
-  """A local input that is not a regular file, or cannot be opened, is named now, not
-  found halfway through the job."""
-  if not _is_local(path):
-    return
-  if not os.path.isfile(path):
-    raise UsageError(f"--input {path}: not a regular file")
-  try:
-    with open(path, "rb") as f:
-      f.read(1)
-  except OSError as error:
-    raise UsageError(f"--input {path}: cannot be read ({error.strerror or error})") from None
-
-
-def match_inputs(patterns: Sequence[str]) -> List[lines.InputFile]:
-  """Expands files, directories and globs, in a stable order; see `_matches`.
-
-  A pattern that names no file, and an input that cannot be read, are usage errors.
-  """
-  files = {}
-  for pattern in patterns:
-    for path, size in _matches(pattern):
-      files[path] = size
-  for path in files:
-    _check_readable(path)
-  return [lines.InputFile(path, size) for path, size in sorted(files.items())]
-
-
 def check_config(config: PipelineConfig) -> None:
   if config.file_format == "text" and config.task != "lm":
-    raise UsageError("--format text has no labels: use --task lm, or jsonl/conll for tag and classify")
-  if config.file_format == "conll" and config.task == "classify":
-    raise UsageError("--format conll has one label per token: use --task tag (or lm)")
+    raise UsageError("--format text has no labels: use --task lm, or jsonl/conll/parquet for tag and classify")
+  if config.file_format in ("conll", "conllu") and config.task == "classify":
+    raise UsageError(f"--format {config.file_format} has one label per token: use --task tag (or lm)")
+  if config.label_column is not None:
+    if config.file_format not in ("conll", "conllu"):
+      raise UsageError(f"--label_column is for --format conll and conllu, not {config.file_format}")
+    try:
+      records.label_column_index(config.label_column, config.file_format)
+    except ValueError as error:
+      raise UsageError(str(error)) from None
   try:
-    lines.is_utf8(config.encoding)
+    files.is_utf8(config.encoding)
   except LookupError:
     raise UsageError(f"--encoding {config.encoding}: not an encoding Python knows") from None
   if not 0.0 <= config.eval_fraction < 1.0:
     raise UsageError("--eval_fraction must be in [0, 1)")
-  if config.max_vocab is not None and config.max_vocab <= contract.NUM_RESERVED:
-    raise UsageError(f"--max_vocab must be above {contract.NUM_RESERVED} (it counts <pad> and <unk>)")
+  reserved = contract.reserved_tokens(config.task)
+  if config.max_vocab is not None and config.max_vocab <= len(reserved):
+    raise UsageError(f"--max_vocab must be above {len(reserved)} (it counts {', '.join(reserved)})")
   if config.max_length < 1 or config.min_count < 1 or config.num_shards < 0 or config.vocab_partitions < 0:
     raise UsageError("--max_length and --min_count must be >= 1, --num_shards and --vocab_partitions >= 0")
+  if config.max_token_chars < 1 or (config.max_chars is not None and config.max_chars <= contract.NUM_RESERVED):
+    raise UsageError(f"--max_token_chars must be >= 1, --max_chars above {contract.NUM_RESERVED} (it counts <pad>, <unk>)")
 
 
-def prepare_output_dir(output_dir: str, overwrite: bool) -> None:
-  """Refuses a non-empty directory unless --overwrite; then removes only our own files.
+def explicit_flags(argv: Optional[Sequence[str]]) -> set:
+  """The dests of the pipeline's flags given on the command line (not left at their default)."""
+  parser = build_parser()
+  for action in parser._actions:  # pylint: disable=protected-access
+    action.default = argparse.SUPPRESS
+    action.required = False
+  given, _ = parser.parse_known_args(argv)
+  return set(vars(given))
 
-  Then makes OUTPUT_DIR/.tmp, so that a directory that cannot be written (a file, a
-  read-only file system) is a usage error now rather than a failure in the job.
+
+def with_vocab_from(config: PipelineConfig, given: set) -> PipelineConfig:
+  """The config with the transform options of --vocab_from's run (config_lib.TRANSFORM_OPTIONS).
+
+  Raises:
+    UsageError: not a finished OUTPUT_DIR, or an option given that differs from that run's.
   """
-  if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
-    raise UsageError(f"--output_dir {output_dir} is a file, not a directory")
+  if not config.vocab_from:
+    return config
+  source = config.vocab_from
+  if os.path.abspath(source) == os.path.abspath(config.output_dir):
+    raise UsageError("--vocab_from must be another run's OUTPUT_DIR, not --output_dir")
   try:
-    _clear_output_dir(output_dir, overwrite)
-    tf.io.gfile.makedirs(os.path.join(output_dir, write.TEMP_DIR))
-  except (OSError, tf.errors.OpError) as error:
-    reason = getattr(error, "message", None) or getattr(error, "strerror", None) or str(error)
-    raise UsageError(f"--output_dir {output_dir}: cannot write there ({reason})") from None
-
-
-def _clear_output_dir(output_dir: str, overwrite: bool) -> None:
-  if not tf.io.gfile.exists(output_dir):
-    tf.io.gfile.makedirs(output_dir)
-    return
-  entries = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(output_dir))
-  if not entries:
-    return
-  if not overwrite:
-    raise UsageError(f"--output_dir {output_dir} is not empty; pass --overwrite to replace it")
-  foreign = [name for name in entries if not _OWN_ENTRIES.match(name)]
-  if foreign:
-    raise UsageError(f"--output_dir {output_dir} holds {foreign[0]}, which this pipeline did not write; "
-                     "refusing to overwrite it")
-  if contract.COMPLETED_FILE in entries:  # first, so an interrupted cleanup is never "complete"
-    tf.io.gfile.remove(os.path.join(output_dir, contract.COMPLETED_FILE))
-  for name in entries:
-    path = os.path.join(output_dir, name)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    metadata = contract.load_metadata(source)
+  except contract.DataDirError as error:
+    raise UsageError(f"--vocab_from {error}") from None
+  theirs = {"task": metadata.task, **{name: metadata.options[name] for name in config_lib.TRANSFORM_OPTIONS
+                                      if name in metadata.options}}
+  theirs.setdefault("chars", False)  # a run from before --chars wrote none
+  for name, value in theirs.items():
+    if name in given and getattr(config, name) != value:
+      flag = "--" + name
+      raise UsageError(f"{flag} {getattr(config, name)}: --vocab_from {source} was made with {flag} {value}, "
+                       "and its transform is used as it is; leave the flag out")
+  return dataclasses.replace(config, **theirs)
 
 
 def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
@@ -244,20 +176,42 @@ def pipeline_options(pipeline_args: Sequence[str]) -> PipelineOptions:
   return options
 
 
-def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
-                   input_files: Sequence[lines.InputFile]) -> None:
+def _read_splits(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles, report: bool):
+  """{split: its RecordBatches} and the ReadCorpus outputs (with their counts and dead letters).
+
+  --input is split into train and eval by the records' hash, or is all train when there
+  are --eval_input files; those and the --test_input files make their splits whole.
+  """
+  stage = "ReadCorpus" if report else "ReadCorpusToAnalyze"
+  reads, splits = [], {}
+  for split in input_files.splits():
+    if not getattr(input_files, split):  # eval without --eval_input: a share of train's files
+      continue
+    label = stage if split == "train" else f"{stage}[{split}]"
+    reads.append(pipeline | label >> read.ReadCorpus(
+        getattr(input_files, split), config.file_format, config.task, config.max_record_bytes, report=report, encoding=config.encoding,
+        label_column=config.label_column, fields=config.fields()))
+    if split == "train":
+      eval_fraction = 0.0 if input_files.eval else config.eval_fraction
+      splits.update(reads[-1].records | ("Split" if report else "SplitToAnalyze") >> Split(eval_fraction))
+    else:
+      splits[split] = reads[-1].records | f"{label}KeyDropped" >> beam.Map(split_lib.without_split_key)
+  return splits, reads
+
+
+def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig, input_files: InputFiles) -> None:
   """ReadCorpus | Split | Analyze, then ReadCorpus | Split | Transform | Encode... | WriteShards.
 
   The files are read twice, which costs far less than keeping what was read: once to learn
   the vocabularies (the train split) and size the shards, then again to transform,
-  encode and write both splits, counting every record this time. So no stage waits
+  encode and write every split, counting every record this time. So no stage waits
   for the whole corpus to be held, on any runner. Local worker processes send paths of
   runs, not records, back to the runner; other runners shuffle the records to their
   shards (`--shard_writer`, see pipeline/write.py).
   """
   temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
   config = dataclasses.replace(config, vocab_partitions=vocabulary.partition_count(
-      config.vocab_partitions, sum(f.size for f in input_files)))
+      config.vocab_partitions, sum(f.size for f in input_files.train)))
   shard_writer = write.shard_writer_for(config.shard_writer, pipeline.runner)
   logging.info("Records go to their shards through %s (--shard_writer %s on %s)",
                "temporary run files" if shard_writer == write.RUNS else "the runner's shuffle",
@@ -265,28 +219,27 @@ def build_pipeline(pipeline: beam.Pipeline, config: PipelineConfig,
   # TFT's adaptive batching starts at a handful of rows: fix it at our batch size, so
   # each graph run (and each encode call after it) works on thousands of records.
   with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tft"), desired_batch_size=arrow.BATCH_SIZE):
-    first_read = (
-        pipeline
-        | "ReadCorpusToAnalyze" >> read.ReadCorpus(
-            input_files, config.file_format, config.task, config.max_record_bytes, report=False,
-            encoding=config.encoding)).records
-    analyzed = first_read | "SplitToAnalyze" >> Split(config.eval_fraction)
-    transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
-    corpus = pipeline | "ReadCorpus" >> read.ReadCorpus(
-        input_files, config.file_format, config.task, config.max_record_bytes, encoding=config.encoding)
-    splits = corpus.records | "Split" >> Split(config.eval_fraction)
-    all_counts = [corpus[counts.COUNTS],
-                  corpus[counts.DEAD_LETTER] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
-    for split in contract.SPLITS:
+    analyzed, _ = _read_splits(pipeline, config, input_files, report=False)
+    if config.vocab_from:  # the earlier run's transform, copied into OUTPUT_DIR as it is: no analysis
+      transform_fn = pipeline | "ReadTransformFn" >> tft_beam.ReadTransformFn(config.output_dir)
+    else:
+      transform_fn = analyzed["train"] | "Analyze" >> transform.Analyze(config)
+    splits, reads = _read_splits(pipeline, config, input_files, report=True)
+    dead_letters = [r[counts.DEAD_LETTER] for r in reads]
+    if len(dead_letters) > 1:
+      dead_letters = [tuple(dead_letters) | "FlattenDeadLetters" >> beam.Flatten()]
+    all_counts = [r[counts.COUNTS] for r in reads] + [
+        dead_letters[0] | "WriteDeadLetters" >> write.WriteDeadLetters(config.output_dir)]
+    for split in input_files.splits():
       transformed = splits[split] | f"Transform[{split}]" >> transform.Transform(config, transform_fn)
-      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split)
+      encoded = transformed | f"Encode[{split}]" >> EncodeSequenceExamples(config.task, split, config.with_chars)
       num_shards = analyzed[split] | f"ShardCount[{split}]" >> write.ShardCount(
-          config.num_shards if split == "train" else 0)  # eval: sized automatically
+          config.num_shards if split == "train" else 0)  # eval, test: sized automatically
       written = encoded.serialized | f"WriteShards[{split}]" >> write.WriteShards(
           config.output_dir, split, num_shards, config.compression, shard_writer)
       all_counts += [encoded[counts.COUNTS], written]
     _ = (tuple(all_counts) | "FlattenCounts" >> beam.Flatten()
-         | "GatherCounts" >> statistics.GatherCounts(os.path.join(temp_dir, COUNTS_FILE)))
+         | "GatherCounts" >> statistics.GatherCounts(os.path.join(temp_dir, output_dir_lib.COUNTS_FILE)))
 
 
 def log_counters(result) -> None:
@@ -300,62 +253,6 @@ def log_counters(result) -> None:
     totals[counter.key.metric.name] = totals.get(counter.key.metric.name, 0) + (counter.committed or counter.attempted or 0)
   if totals:
     logging.info("Beam counters: %s", ", ".join(f"{name}={n}" for name, n in sorted(totals.items())))
-
-
-def _write_vocab(config: PipelineConfig, asset_name: str, file_name: str) -> dict:
-  """transform_fn/assets/NAME (real entries) → OUTPUT_DIR/FILE with <pad>, <unk> first."""
-  asset = os.path.join(config.output_dir, contract.TRANSFORM_FN_DIR, "assets", asset_name)
-  entries = contract.read_vocab(asset) if tf.io.gfile.exists(asset) else []
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, file_name), "w") as f:
-    f.write("".join(entry + "\n" for entry in list(contract.RESERVED_TOKENS) + entries))
-  return {"file": file_name, "size": len(entries) + contract.NUM_RESERVED,
-          "pad_id": contract.PAD_ID, "unk_id": contract.UNK_ID}
-
-
-def finalize(config: PipelineConfig, input_files: Sequence[lines.InputFile]) -> dict:
-  """Counts → metadata.json, vocabularies; COMPLETED last unless the error budget is blown."""
-  temp_dir = os.path.join(config.output_dir, write.TEMP_DIR)
-  with tf.io.gfile.GFile(os.path.join(temp_dir, COUNTS_FILE)) as f:
-    summary = statistics.summarize(json.load(f))
-  statistics.check_identity(summary)
-  if not summary["splits"]["train"]["examples"]:
-    raise UsageError(f"no training examples: all {summary['counts']['read']} records read were filtered, "
-                     "dead letters or eval; check --input, --format and --eval_fraction")
-  histogram = {int(l): n for l, n in summary["length_histogram"]["train"].items()}
-  metadata = {
-      "format_version": contract.FORMAT_VERSION,
-      "task": config.task,
-      "features": contract.feature_spec(config.task),
-      "vocab": _write_vocab(config, transform.TOKEN_VOCAB_NAME, contract.VOCAB_FILE),
-  }
-  if config.task in ("tag", "classify"):
-    metadata["labels"] = _write_vocab(config, transform.LABEL_VOCAB_NAME, contract.LABELS_FILE)
-  for split in summary["splits"].values():  # sizes let readers detect truncated or altered shards
-    for shard in split["shards"]:
-      shard["bytes"] = tf.io.gfile.stat(os.path.join(config.output_dir, shard["file"])).length
-  metadata.update(summary)
-  metadata["tokenizer"] = transform.tokenizer_metadata(config)
-  metadata["bucket_boundaries"] = statistics.bucket_table(histogram)
-  metadata["options"] = config.options()
-  metadata["versions"] = statistics.versions()
-  metadata["inputs"] = [{"file": f.path, "size": f.size} for f in input_files]
-  metadata["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.METADATA_FILE), "w") as f:
-    json.dump(metadata, f, indent=1, ensure_ascii=False)
-  tf.io.gfile.rmtree(temp_dir)
-
-  record_counts = metadata["counts"]
-  dead = sum(record_counts["dead_letter"].values())
-  if record_counts["read"] and dead / record_counts["read"] > config.max_error_fraction:
-    undecodable = sum(record_counts["dead_letter"].get(reason, 0) for reason in _WRONG_ENCODING_REASONS)
-    hint = (f"; {undecodable} do not decode as {config.encoding}: is --encoding right?"
-            if undecodable else "")
-    raise UsageError(
-        f"{dead} of {record_counts['read']} records are dead letters, over --max_error_fraction "
-        f"{config.max_error_fraction}{hint}; see {os.path.join(config.output_dir, contract.ERRORS_DIR)}")
-  with tf.io.gfile.GFile(os.path.join(config.output_dir, contract.COMPLETED_FILE), "w") as f:
-    f.write(metadata["created"] + "\n")
-  return metadata
 
 
 def job_error_line(error: Exception) -> str:
@@ -377,16 +274,19 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   try:
     check_pipeline_args(pipeline_args, parser)
     options = pipeline_options(pipeline_args)
+    config = with_vocab_from(config, explicit_flags(argv))
     check_config(config)
-    input_files = match_inputs(config.inputs)
-    prepare_output_dir(config.output_dir, known.overwrite)
+    input_files = match_input_files(config)
+    output_dir_lib.prepare(config.output_dir, known.overwrite)
+    if config.vocab_from:
+      output_dir_lib.copy_transform(config.vocab_from, config.output_dir)
   except UsageError as error:
     if known.verbose:
       logging.exception("usage error")
     parser.error(str(error))  # exits 2 with the usage line and one clear line
 
-  logging.info("Reading %d files (%d bytes) into %s", len(input_files),
-               sum(f.size for f in input_files), config.output_dir)
+  logging.info("Reading %d files (%d bytes) into %s", len(input_files.all()),
+               sum(f.size for f in input_files.all()), config.output_dir)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, config, input_files)
   # Hundreds of thousands of long-lived objects (TF, Beam, TFT) make each full garbage
@@ -405,13 +305,13 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
     return 1
   log_counters(result)
   try:  # errors past this point are about the data, not the command line: no usage line
-    metadata = finalize(config, input_files)
+    metadata = output_dir_lib.finalize(config, input_files)
   except UsageError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
   c = metadata["counts"]
-  splits = metadata["splits"]
-  print(f"Wrote {splits['train']['examples']} train and {splits['eval']['examples']} eval examples "
+  written = [f"{metadata['splits'][split]['examples']} {split}" for split in input_files.splits()]
+  print(f"Wrote {', '.join(written[:-1])} and {written[-1]} examples "
         f"({c['read']} read, {sum(c['filtered'].values())} filtered, "
         f"{sum(c['dead_letter'].values())} dead letters, {c['truncated']} truncated) to {config.output_dir}")
   return 0

@@ -1,17 +1,18 @@
 """ReadCorpus: raw files → batches of good records (pyarrow RecordBatches), dead letters, counts.
 
-    files ─► byte ranges (pipeline.lines) ─► lines ─► records (records.py) ─► RecordBatches (pipeline.arrow)
+    files ─► byte ranges (pipeline.inputs) ─► lines (corpus.lines) ─► records (corpus.records)
+          ─► RecordBatches (pipeline.arrow)
 
 Records leave this stage in batches, never one Beam element per line: per-element
 overhead, not parsing, is what makes a naive Beam pipeline slow. Uncompressed UTF-8
 text and JSON-lines files are read in byte ranges, so one large file is read by many
-workers; compressed files, files in another `--encoding` and CoNLL files are read whole
-by one worker each, a block at a time.
+workers; compressed files, files in another `--encoding`, CoNLL and CoNLL-U files are
+read whole by one worker each, a block at a time.
 
 Plain text, the common and large case, is read a block of lines at a time: a block in
 which every line is plain (`lines.plain_text_lines`) is split, filtered and hashed with a
 few whole-block operations. A block with other lines is halved until the odd lines are
-in small blocks, which go line by line through `lines.read_lines`, as JSON lines do; both
+in small blocks, which go line by line through `corpus.lines.read_lines`, as JSON lines do; both
 ways give the same records, counts and dead letters.
 
 Every record read is counted exactly once, as one of: a good record (it goes on), a
@@ -20,25 +21,33 @@ A UTF-8 byte-order mark at the start of a file is skipped, not read.
 """
 
 import io
-from typing import Iterator, List, Sequence
+import json
+from typing import List, Sequence
 
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.transforms.window import GlobalWindows
 
-import records
+from corpus import blocks
+from corpus import files
+from corpus import lines
+from corpus import parquet
+from corpus import reader
+from corpus import records
 from pipeline import arrow
 from pipeline import counts
-from pipeline import lines
-# Re-exported for the stages after this one (pipeline.transform reads the schema).
-from pipeline.lines import FileRange, InputChangedError, InputFile  # pylint: disable=unused-import
+from pipeline import inputs
+from pipeline.inputs import FileRange, InputChangedError, InputFile  # pylint: disable=unused-import
 
 DEAD_LETTER_RECORD_CHARS = 10_000  # keep at most this much of a bad record in errors/
 
 
 def dead_letter(reason: str, path: str, offset: int, raw) -> dict:
+  """errors/'s row for a bad record: its bytes or text, or a Parquet row (as JSON)."""
   if isinstance(raw, bytes):
     raw = raw.decode("utf-8", errors="replace")
+  elif isinstance(raw, dict):
+    raw = json.dumps(raw, ensure_ascii=False, default=str)
   return {"reason": reason, "file": path, "offset": offset, "record": raw[:DEAD_LETTER_RECORD_CHARS]}
 
 
@@ -120,8 +129,8 @@ class _Batcher:
 
 def _open_range(file_range: FileRange, encoding: str):
   """(file, offset): the file at the first line of the range (past a byte-order mark at 0)."""
-  f = lines.open_for_lines(file_range.path, encoding, file_range.listed_size)
-  return f, lines.seek_to_range(f, file_range)
+  f = inputs.open_for_lines(file_range.path, encoding, file_range.listed_size)
+  return f, inputs.seek_to_range(f, file_range)
 
 
 def _check_read_to(file_range: FileRange, position: int) -> None:
@@ -169,9 +178,10 @@ class ReadLinesDoFn(_BundleBatchingDoFn):
   """Reads byte ranges of text or JSON-lines files."""
 
   def __init__(self, file_format: str, task: str, max_record_bytes: int, report: bool = True,
-               encoding: str = lines.UTF8):
+               encoding: str = files.UTF8, fields: records.Fields = records.DEFAULT_FIELDS):
     self.file_format = file_format
     self.task = task
+    self.fields = fields
     self.max_record_bytes = max_record_bytes
     self.report = report
     self.encoding = encoding
@@ -185,7 +195,7 @@ class ReadLinesDoFn(_BundleBatchingDoFn):
         yield from self._read_text(f, file_range, start, batcher)
       else:
         for line in lines.read_lines(f, start, file_range.end, self.max_record_bytes):
-          yield from batcher.add_line(records.parse_json_line, line, 0, self.task)
+          yield from batcher.add_line(records.parse_json_line, line, 0, self.task, self.fields)
         if file_range.end >= 0:  # read_lines stops at `end`, or at the end of the file
           _check_read_to(file_range, f.tell())
 
@@ -239,62 +249,63 @@ class ReadLinesDoFn(_BundleBatchingDoFn):
 
 
 class ReadConllDoFn(_BundleBatchingDoFn):
-  """Reads CoNLL files: blocks of rows separated by blank lines, one record each.
+  """Reads CoNLL and CoNLL-U files: blocks of rows separated by blank lines, one record each.
 
-  The file is read twice, a block at a time: once to see whether it has a tab, then for
-  its records; memory holds one block and one record, not the file.
+  A CoNLL file is read twice, a block at a time: once to see whether it has a tab, then
+  for its records; memory holds one block and one record, not the file.
   """
 
-  def __init__(self, task: str, max_record_bytes: int, report: bool = True, encoding: str = lines.UTF8):
+  def __init__(self, task: str, max_record_bytes: int, report: bool = True, encoding: str = files.UTF8,
+               file_format: str = "conll", label_column=None):
     self.task = task
     self.max_record_bytes = max_record_bytes
     self.report = report
     self.encoding = encoding
+    self.file_format = file_format
+    self.label_index = records.label_column_index(label_column, file_format)
 
   def process(self, file_range: FileRange):
-    f, _ = _open_range(file_range, self.encoding)
-    with f:  # columns split on tabs, or on runs of spaces if a file has none
-      use_tabs = any(b"\t" in block for block in iter(lambda: f.read(lines.TEXT_BLOCK_BYTES), b""))
+    use_tabs = True
+    if self.file_format == "conll":  # columns split on tabs, or on runs of spaces if a file has none
+      f, _ = _open_range(file_range, self.encoding)
+      with f:
+        use_tabs = reader.has_tabs(f)
     f, start = _open_range(file_range, self.encoding)
     with f:
-      yield from self._read(file_range.path, lines.read_lines(f, start, -1, self.max_record_bytes), use_tabs)
+      batcher = self.batcher(file_range.path)
+      file_lines = lines.read_lines(f, start, -1, self.max_record_bytes)
+      for block in blocks.sentence_blocks(file_lines, self.max_record_bytes, self.file_format):
+        if block.too_long:
+          batcher.read += 1
+          yield batcher.dead("record_too_long", block.offset, block.raw())
+        else:
+          yield from batcher.add(self._parse_block, block.raw(), block.offset, block.rows, use_tabs)
 
-  def _read(self, path: str, file_lines: Iterator[lines.Line], use_tabs: bool):
-    batcher = self.batcher(path)
-    block: List[bytes] = []
-    block_offset = 0
-    block_bytes = 0  # of the record so far; past the limit, lines are counted, not kept
+  def _parse_block(self, raw: bytes, rows, use_tabs: bool) -> records.Record:
+    del raw  # the dead letter's record, if any; parsed from its rows
+    return reader.parse_block([row.data for row in rows], self.file_format, self.task, use_tabs, self.label_index)
 
-    def end_block():
-      raw = b"\n".join(block)
-      if block_bytes > self.max_record_bytes:
-        batcher.read += 1
-        return [batcher.dead("record_too_long", block_offset, raw)]
-      return list(batcher.add(self._parse_block, raw, block_offset, use_tabs))
 
-    for line in file_lines:
-      if records.is_conll_skip_line(line.data):
-        continue
-      if records.is_blank(line.data) and not line.too_long:
-        if block:
-          yield from end_block()
-          block, block_bytes = [], 0
-        continue
-      if not block:
-        block_offset = line.offset
-      block_bytes += len(line.data) + bool(block)  # joined by '\n'; a line too long is over alone
-      if block_bytes <= self.max_record_bytes or not block:
-        block.append(line.data)
-    if block:
-      yield from end_block()
+class ReadParquetDoFn(_BundleBatchingDoFn):
+  """Reads Parquet row groups (FileRange start/end: row-group indices); a row is a record."""
 
-  def _parse_block(self, raw: bytes, use_tabs: bool) -> records.Record:
-    return records.parse_conll_block(records.decode(raw).split("\n"), use_tabs, self.task)
+  def __init__(self, task: str, report: bool = True, fields: records.Fields = records.DEFAULT_FIELDS):
+    self.task, self.report, self.fields = task, report, fields
+
+  def process(self, file_range: FileRange):
+    with inputs.open_raw(file_range.path, file_range.listed_size) as f:
+      groups = parquet.row_groups(f)[file_range.start:file_range.end]
+      batcher = self.batcher(file_range.path)
+      for group in groups:
+        rows = parquet.read_rows(f, group.index, parquet.needed_fields(self.task, self.fields))
+        for number, row in enumerate(rows, group.first_row):
+          yield from batcher.add(parquet.parse_row, row, number, self.task, self.fields)
 
 
 @beam.ptransform_fn
 def ReadCorpus(pbegin, input_files: Sequence[InputFile], file_format: str, task: str,  # pylint: disable=invalid-name
-               max_record_bytes: int, report: bool = True, encoding: str = lines.UTF8):
+               max_record_bytes: int, report: bool = True, encoding: str = files.UTF8, label_column=None,
+               fields: records.Fields = records.DEFAULT_FIELDS):
   """Files → RecordBatches of good records, plus `dead_letter` and `counts` outputs.
 
   Returns a DoOutputsTuple: the main output (`.records`) holds RecordBatches (schema
@@ -306,14 +317,20 @@ def ReadCorpus(pbegin, input_files: Sequence[InputFile], file_format: str, task:
   Beam counters): for a second read of the same files, so that every record is counted
   once.
   """
-  splittable = file_format != "conll" and lines.is_utf8(encoding)
+  splittable = file_format in reader.LINE_FORMATS and files.is_utf8(encoding)
+  if file_format == "parquet":
+    split = beam.FlatMap(inputs.split_into_row_groups)
+  else:
+    split = beam.FlatMap(inputs.split_into_ranges, splittable)
   ranges = (
       pbegin
       | "ListFiles" >> beam.Create(list(input_files))
-      | "SplitIntoRanges" >> beam.FlatMap(lines.split_into_ranges, splittable)
+      | "SplitIntoRanges" >> split
       | "Distribute" >> beam.Reshuffle())
-  if file_format == "conll":
-    read = ReadConllDoFn(task, max_record_bytes, report, encoding)
+  if file_format in reader.BLOCK_FORMATS:
+    read = ReadConllDoFn(task, max_record_bytes, report, encoding, file_format, label_column)
+  elif file_format == "parquet":
+    read = ReadParquetDoFn(task, report, fields)
   else:
-    read = ReadLinesDoFn(file_format, task, max_record_bytes, report, encoding)
+    read = ReadLinesDoFn(file_format, task, max_record_bytes, report, encoding, fields)
   return ranges | "Parse" >> beam.ParDo(read).with_outputs(counts.DEAD_LETTER, counts.COUNTS, main="records")

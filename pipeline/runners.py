@@ -133,7 +133,10 @@ def absolute_paths(config):
   import dataclasses  # pylint: disable=g-import-not-at-top
   absolute = lambda path: path if "://" in path else os.path.abspath(path)
   return dataclasses.replace(config, inputs=tuple(map(absolute, config.inputs)),
-                             output_dir=absolute(config.output_dir))
+                             eval_inputs=tuple(map(absolute, config.eval_inputs)),
+                             test_inputs=tuple(map(absolute, config.test_inputs)),
+                             output_dir=absolute(config.output_dir),
+                             vocab_from=config.vocab_from and absolute(config.vocab_from))
 
 
 def _check_listening(endpoint: str) -> None:

@@ -1,4 +1,8 @@
-"""Split: RecordBatches → train and eval, by each record's stable content hash."""
+"""Split: RecordBatches → train and eval, by each record's stable content hash.
+
+Files of their own (`--eval_input`, `--test_input`) make a split without a hash: their
+batches only lose the key column (`without_split_key`).
+"""
 
 import apache_beam as beam
 import pyarrow as pa
@@ -10,6 +14,11 @@ from pipeline.arrow import SPLIT_KEY
 def split_fraction_threshold(eval_fraction: float) -> int:
   """Records whose 64-bit split key is below this go to eval."""
   return int(eval_fraction * (1 << 64))
+
+
+def without_split_key(batch: pa.RecordBatch) -> pa.RecordBatch:
+  """A batch of records whose split is given (by the files they come from), key dropped."""
+  return batch.select([name for name in batch.schema.names if name != SPLIT_KEY])
 
 
 def _split_batch(batch: pa.RecordBatch, threshold: int):

@@ -103,8 +103,9 @@ def _by_prefix(totals: Mapping[str, int], prefix: str) -> Dict[str, int]:
   return {name[len(prefix):]: n for name, n in sorted(totals.items()) if name.startswith(prefix)}
 
 
-def summarize(totals: Mapping[str, int]) -> dict:
-  """The `counts`, `splits` and `length_histogram` parts of metadata.json."""
+def summarize(totals: Mapping[str, int], splits: Sequence[str] = contract.TRAINING_SPLITS) -> dict:
+  """The `counts`, `splits`, `length_histogram` and `unk_rate` parts of metadata.json, for
+  the splits written."""
   written = _by_prefix(totals, counts.WRITTEN)
   summary = {
       "counts": {
@@ -119,7 +120,7 @@ def summarize(totals: Mapping[str, int]) -> dict:
       "unk_rate": {},
   }
   shards = _by_prefix(totals, counts.SHARD)
-  for split in contract.SPLITS:
+  for split in splits:
     histogram = {int(length): n for length, n in _by_prefix(totals, f"{counts.HISTOGRAM}/{split}").items()}
     summary["length_histogram"][split] = {str(l): histogram[l] for l in sorted(histogram)}
     summary["splits"][split] = {

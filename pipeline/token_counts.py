@@ -19,7 +19,7 @@ vocabulary (count, then the token's bytes, both descending).
 """
 
 import heapq
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -233,5 +233,13 @@ def select(counts: TokenCounts, min_count: int, top_k: Optional[int]) -> TokenCo
 
 def ordered(counts: TokenCounts) -> List[bytes]:
   """The tokens most frequent first, ties by their bytes, both descending (TFT's order)."""
-  pairs = sorted(zip(counts.counts.tolist(), counts.tokens()), reverse=True)
-  return [token for _, token in pairs]
+  return [token for _, token in ordered_with_counts(counts)]
+
+
+def ordered_with_counts(counts: TokenCounts) -> List[Tuple[int, bytes]]:
+  """(count, token) pairs in `ordered`'s order.
+
+  >>> ordered_with_counts(from_arrays([b"a", b"cat", b"b"], np.array([1, 3, 1]), np.array([7, 8, 9])))
+  [(3, b'cat'), (1, b'b'), (1, b'a')]
+  """
+  return sorted(zip(counts.counts.tolist(), counts.tokens()), reverse=True)

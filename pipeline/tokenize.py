@@ -31,3 +31,11 @@ def tokenize(text: tf.Tensor) -> tf.RaggedTensor:
   text = tf.strings.regex_replace(text, _OTHER_SEPARATORS, " ")
   text = tf.strings.regex_replace(text, _PUNCTUATION_OR_SYMBOL, r" \0 ")  # \0: no capture group, faster
   return tf.strings.split(text)  # splits on runs of ASCII whitespace
+
+
+def split_on_whitespace(text: tf.Tensor) -> tf.RaggedTensor:
+  """[batch] strings → [batch, (tokens)]: the text's whitespace-separated strings as they are
+  (`--tokenizer whitespace`, for pre-tokenized corpora: `<unk>`, `@-@` and `N` stay one
+  token). The separators are the word tokenizer's (Unicode spaces and control characters).
+  """
+  return tf.strings.split(tf.strings.regex_replace(text, _OTHER_SEPARATORS, " "))

@@ -6,6 +6,7 @@ only; the reserved `<pad>`/`<unk>` ids are added by shifting, so no real token o
 can ever get id 0, even a literal "<pad>" in the corpus.
 """
 
+import os
 from typing import Dict
 
 import apache_beam as beam
@@ -19,9 +20,11 @@ from tfx_bsl.public import tfxio
 
 import contract
 from pipeline import arrow
+from pipeline import chars as chars_lib
 from pipeline import tokenize
 from pipeline import vocabulary as vocab_lib
 from pipeline import wordpiece
+from pipeline import write
 from pipeline.config import PipelineConfig
 
 TOKEN_VOCAB_NAME = "tokens"  # file name under transform_fn/assets/
@@ -47,12 +50,12 @@ def tensor_adapter_config(task: str) -> tfxio.TensorAdapterConfig:
   return tfxio.TensorAdapterConfig(schema, _tensor_representations(task))
 
 
-def _to_ids(strings, vocabulary):
-  """Strings → ids with the reserved ids in front: OOV → UNK_ID, entry i → i + NUM_RESERVED."""
+def _to_ids(strings, vocabulary, num_reserved: int = contract.NUM_RESERVED):
+  """Strings → ids with the reserved ids in front: OOV → UNK_ID, entry i → i + num_reserved."""
   index = tft.apply_vocabulary(strings, vocabulary, default_value=-1)
 
   def shift(values):
-    return tf.where(values < 0, tf.constant(contract.UNK_ID, tf.int64), values + contract.NUM_RESERVED)
+    return tf.where(values < 0, tf.constant(contract.UNK_ID, tf.int64), values + num_reserved)
 
   if isinstance(index, tf.RaggedTensor):
     return tf.ragged.map_flat_values(shift, index)
@@ -66,40 +69,55 @@ def characters(text: tf.Tensor, given: tf.RaggedTensor) -> tf.Tensor:
   return tf.cast(tf.strings.length(text, unit="UTF8_CHAR"), tf.int64) + tf.cast(token_chars, tf.int64) + spaces
 
 
+def vocab_counts_path(output_dir: str) -> str:
+  """Where the analysis writes the token vocabulary's counts (finalize moves them to
+  VOCAB_COUNTS_FILE)."""
+  return os.path.join(output_dir, write.TEMP_DIR, contract.VOCAB_COUNTS_FILE)
+
+
 def tokenizer_metadata(config: PipelineConfig) -> dict:
   """metadata.json's `tokenizer`."""
   if config.tokenizer == "wordpiece":
-    return wordpiece.tokenizer_metadata(config.max_vocab)
-  return {"type": "word"}
+    return wordpiece.tokenizer_metadata(config.max_vocab, config.task)
+  return {"type": config.tokenizer}
 
 
 def make_preprocessing_fn(config: PipelineConfig):
   """The TFT preprocessing_fn for a config: pure TF ops, analyzers declared once."""
-  top_k = config.max_vocab - contract.NUM_RESERVED if config.max_vocab else None
+  num_reserved = contract.num_reserved(config.task)  # lm: </s> too
+  top_k = config.max_vocab - num_reserved if config.max_vocab else None
+  split_text = tokenize.split_on_whitespace if config.tokenizer == "whitespace" else tokenize.tokenize
 
   def preprocessing_fn(inputs):
     # Exactly one of `text` (raw, tokenized here) and `tokens` (given) is non-empty.
     text = tokenize.lowercase(inputs["text"], config.lowercase)
     given = tokenize.lowercase(inputs["tokens"], config.lowercase)
-    words = tf.concat([tokenize.tokenize(text), given], axis=1)
+    words = tf.concat([split_text(text), given], axis=1)
     outputs = {CHARACTERS: characters(inputs["text"], inputs["tokens"])}
     if config.tokenizer == "wordpiece":
       # Each word gives at least one piece, so cutting words first keeps the first max_length pieces.
       too_many_words = words.row_lengths() > config.max_length
       words = words[:, :config.max_length]
       _, tokenizer = wordpiece.learn_tokenizer(
-          words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab), config.min_count,
+          words, TOKEN_VOCAB_NAME, wordpiece.num_pieces(config.max_vocab, config.task), config.min_count,
           num_partitions=config.vocab_partitions)
-      ids, word_start = wordpiece.tokenize_words(tokenizer, words)
+      ids, word_start = wordpiece.tokenize_words(tokenizer, words, num_reserved)
       truncated = tf.cast(too_many_words | (ids.row_lengths() > config.max_length), tf.int64)
       outputs[contract.TOKENS] = ids[:, :config.max_length]
       outputs[WORD_START] = word_start[:, :config.max_length]
+      if config.with_chars:
+        token_texts = wordpiece.piece_texts(tokenizer, words)[:, :config.max_length]
     else:
       truncated = tf.cast(words.row_lengths() > config.max_length, tf.int64)
       words = words[:, :config.max_length]
       vocabulary = vocab_lib.vocabulary(words, TOKEN_VOCAB_NAME, min_count=config.min_count, top_k=top_k,
-                                        num_partitions=config.vocab_partitions)
-      outputs[contract.TOKENS] = _to_ids(words, vocabulary)
+                                        num_partitions=config.vocab_partitions,
+                                        counts_path=vocab_counts_path(config.output_dir))
+      outputs[contract.TOKENS] = _to_ids(words, vocabulary, num_reserved)
+      token_texts = words
+    if config.with_chars:
+      chars, outputs[chars_lib.CHARS_TRUNCATED] = chars_lib.split_chars(token_texts, config.max_token_chars)
+      outputs[contract.CHARS] = _to_ids(chars, chars_lib.vocabulary(chars, config.max_chars, config.vocab_partitions))
     outputs[contract.LENGTH] = outputs[contract.TOKENS].row_lengths()
     outputs[TRUNCATED] = truncated
     if config.task == "tag":

@@ -16,7 +16,8 @@ touches a token occurrence:
                       `top_k` at or above `min_count`: a token lives in one partition
                       only, so this loses nothing the vocabulary would keep
     TopK              CombineGlobally of the pruned partitions, itself kept to `top_k`
-    Write             in TFT's order (count, then the token's bytes, both descending)
+    Write             in TFT's order (count, then the token's bytes, both descending); with
+                      `counts_path`, each entry's count too, one per line in the same order
 
 So no worker holds more than one partition's distinct tokens (a share of the corpus
 that the number of partitions sets) or, in the global step, about `top_k` entries. The
@@ -27,7 +28,7 @@ import logging
 import math
 import os
 import uuid
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -35,6 +36,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 
+import contract
 from pipeline import token_counts
 from pipeline.token_counts import TokenCounts
 
@@ -124,7 +126,7 @@ class MergeCountsFn(beam.CombineFn):
 
 class TopCountsFn(beam.CombineFn):
   """Pruned partitions (disjoint TokenCounts) → the `top_k` entries at or above
-  `min_count`, as a list of tokens in TFT's order. The accumulator is a list of parts,
+  `min_count`, as (count, token) pairs in TFT's order. The accumulator is a list of parts,
   cut back to `top_k` entries whenever it holds twice that."""
 
   def __init__(self, min_count: int, top_k: Optional[int]):
@@ -147,7 +149,8 @@ class TopCountsFn(beam.CombineFn):
     return merged
 
   def extract_output(self, parts):
-    return token_counts.ordered(token_counts.select(token_counts.concat(parts), self.min_count, self.top_k))
+    return token_counts.ordered_with_counts(
+        token_counts.select(token_counts.concat(parts), self.min_count, self.top_k))
 
 
 def warn_if_large(name: str, size: int, top_k: Optional[int]) -> None:
@@ -160,21 +163,27 @@ def warn_if_large(name: str, size: int, top_k: Optional[int]) -> None:
 class _CountVocabulary(tft_beam.experimental.PTransformAnalyzer):
   """Batches of (distinct tokens, counts, fingerprints) → the path of a vocabulary file (one element)."""
 
-  def __init__(self, file_name: str, min_count: int, top_k: Optional[int], num_partitions: int):
+  def __init__(self, file_name: str, min_count: int, top_k: Optional[int], num_partitions: int,
+               counts_path: Optional[str] = None):
     super().__init__()
     self.file_name, self.min_count, self.top_k = file_name, min_count, top_k
     self.num_partitions = num_partitions
+    self.counts_path = counts_path
 
   def expand(self, batches):
-    min_count, top_k = self.min_count, self.top_k
+    min_count, top_k, counts_path = self.min_count, self.top_k, self.counts_path
 
-    def write(entries):
+    def write(pairs):
+      entries = [token for _, token in pairs]
       warn_if_large(self.file_name, len(entries), top_k)
       directory = os.path.join(self.base_temp_dir, uuid.uuid4().hex)
       tf.io.gfile.makedirs(directory)
       path = os.path.join(directory, self.file_name)
       with tf.io.gfile.GFile(path, "wb") as f:
         f.write(b"".join(entry + b"\n" for entry in entries or [PLACEHOLDER]))
+      if counts_path:  # the same content whenever it is written: a retried bundle rewrites it alike
+        with tf.io.gfile.GFile(counts_path, "w") as f:
+          f.write("".join(f"{count}\n" for count, _ in pairs))
       return path.encode("utf-8")
 
     return (
@@ -187,17 +196,32 @@ class _CountVocabulary(tft_beam.experimental.PTransformAnalyzer):
 
 
 def vocabulary(tokens: tf.RaggedTensor, file_name: str, min_count: int = 1, top_k: Optional[int] = None,
-               num_partitions: int = 1):
+               num_partitions: int = 1, counts_path: Optional[str] = None):
   """Like `tft.vocabulary(tokens, vocab_filename=file_name, ...)`: returns the asset path.
 
   `num_partitions` (see `partition_count`) spreads the counting over workers; it does
-  not change the vocabulary.
+  not change the vocabulary. With `counts_path`, the analysis also writes there the count
+  of each entry, one integer per line in the vocabulary's order (not an asset: the
+  trainer reads it from OUTPUT_DIR, serving never needs it).
   """
   flat = tokens.flat_values if isinstance(tokens, tf.RaggedTensor) else tf.reshape(tokens, [-1])
   # Each graph run hands the analyzer one tuple of these three arrays; they need not
   # share the batch's first dimension (only transform outputs do).
   (path,) = tft.experimental.ptransform_analyzer(
-      inputs=count_tokens(flat), ptransform=_CountVocabulary(file_name, min_count, top_k, num_partitions),
+      inputs=count_tokens(flat), ptransform=_CountVocabulary(file_name, min_count, top_k, num_partitions, counts_path),
       output_dtypes=[tf.string], output_shapes=[[]], output_asset_default_values=[PLACEHOLDER],
       name=f"vocabulary_{file_name}")
   return path
+
+
+def write_counts(counts_path: str, output_dir: str, reserved: Sequence[int]) -> bool:
+  """The counts a `vocabulary(counts_path=...)` analysis wrote → OUTPUT_DIR's VOCAB_COUNTS_FILE,
+  line i for id i, after the reserved ids' counts (<pad>, <unk>, ...). False where the
+  analysis wrote none."""
+  if not tf.io.gfile.exists(counts_path):
+    return False
+  with tf.io.gfile.GFile(counts_path) as f:
+    entries = f.read()
+  with tf.io.gfile.GFile(os.path.join(output_dir, contract.VOCAB_COUNTS_FILE), "w") as f:
+    f.write("".join(f"{n}\n" for n in reserved) + entries)
+  return True

@@ -61,15 +61,16 @@ MODEL_SUFFIX = ".fast_wordpiece_model"  # transform_fn/assets/tokens.fast_wordpi
 DEFAULT_MAX_VOCAB = 32_000  # without --max_vocab (pieces, <pad> and <unk>)
 
 
-def num_pieces(max_vocab) -> int:
-  """Pieces to learn for a --max_vocab (which counts <pad> and <unk>; None: the default)."""
-  return (max_vocab or DEFAULT_MAX_VOCAB) - contract.NUM_RESERVED
+def num_pieces(max_vocab, task: str) -> int:
+  """Pieces to learn for a --max_vocab (which counts the task's reserved ids; None: the default)."""
+  return (max_vocab or DEFAULT_MAX_VOCAB) - contract.num_reserved(task)
 
 
-def tokenizer_metadata(max_vocab) -> dict:
+def tokenizer_metadata(max_vocab, task: str) -> dict:
   """What metadata.json records under `tokenizer` for `--tokenizer wordpiece`."""
   return {"type": "wordpiece", "suffix_indicator": SUFFIX_INDICATOR,
-          "max_bytes_per_word": MAX_BYTES_PER_WORD, "max_vocab": num_pieces(max_vocab) + contract.NUM_RESERVED,
+          "max_bytes_per_word": MAX_BYTES_PER_WORD,
+          "max_vocab": num_pieces(max_vocab, task) + contract.num_reserved(task),
           "learner": "tensorflow_text.tools.wordpiece_vocab.wordpiece_tokenizer_learner_lib"}
 
 
@@ -199,17 +200,32 @@ def learn_tokenizer(words: tf.RaggedTensor, file_name: str, vocab_size: int, min
   return pieces_path, tf_text.FastWordpieceTokenizer(model_buffer=model, token_out_type=tf.int64)
 
 
-def tokenize_words(tokenizer, words: tf.RaggedTensor) -> Tuple[tf.RaggedTensor, tf.RaggedTensor]:
+def tokenize_words(tokenizer, words: tf.RaggedTensor,
+                   num_reserved: int = contract.NUM_RESERVED) -> Tuple[tf.RaggedTensor, tf.RaggedTensor]:
   """[batch, (words)] strings → piece ids [batch, (pieces)] and `word_start` of the same shape.
 
   Every word gives at least one piece, so `word_start` has one 1 per word:
   words [["hugs", "pug"]] with pieces hug ##s pug → ids of them, word_start [[1, 0, 1]].
+  The first piece's id is `num_reserved` (3 for a language model, after </s>).
   """
   pieces = tokenizer.tokenize(words)  # [batch, (words), (pieces)]: index 0 is <unk>
   position = tf.ragged.range(pieces.values.row_lengths())  # each piece's place in its word
   word_start = tf.cast(position.flat_values == 0, tf.int64)
-  ids = pieces.flat_values + contract.UNK_ID
+  index = pieces.flat_values  # 0: <unk>, i > 0: piece i - 1
+  ids = tf.where(index > 0, index + (num_reserved - 1), tf.constant(contract.UNK_ID, tf.int64))
   return pieces.with_flat_values(ids).merge_dims(1, 2), pieces.with_flat_values(word_start).merge_dims(1, 2)
+
+
+def piece_texts(tokenizer, words: tf.RaggedTensor) -> tf.RaggedTensor:
+  """[batch, (words)] strings → each piece's own text [batch, (pieces)], as its word spells it
+  (no `##`; a word that is one `<unk>` piece gives the whole word): what `--chars` splits.
+
+  words [["hugs"]] with pieces hug ##s → [["hug", "s"]].
+  """
+  _, starts, ends = tokenizer.tokenize_with_offsets(words)  # byte offsets in the word
+  word_of_piece = tf.repeat(words.flat_values, starts.values.row_lengths())
+  texts = tf.strings.substr(word_of_piece, starts.flat_values, ends.flat_values - starts.flat_values)
+  return starts.with_flat_values(texts).merge_dims(1, 2)
 
 
 def spread_word_labels(label_ids: tf.RaggedTensor, word_start: tf.RaggedTensor) -> tf.RaggedTensor:

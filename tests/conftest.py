@@ -134,17 +134,27 @@ def read_metadata(output_dir):
 
 
 def read_records(output_dir, split, task="tag"):
-  """Parses every record of a split with TensorFlow: a list of dicts of numpy values."""
+  """Parses every record of a split with TensorFlow: a list of dicts of numpy values (`chars`,
+  where the records hold it: a list of lists, one per token)."""
   import contract  # pylint: disable=g-import-not-at-top
   metadata = read_metadata(output_dir)
-  context_spec, sequence_spec = contract.parsing_spec(metadata["task"])
+  context_spec, sequence_spec = contract.parsing_spec(metadata["task"], chars="chars" in metadata)
   records = []
   for shard in metadata["splits"][split]["shards"]:
     path = os.path.join(output_dir, shard["file"])
     for serialized in tf.data.TFRecordDataset(path, compression_type=contract.compression_type(metadata)):
       context, sequences = tf.io.parse_single_sequence_example(serialized, context_spec, sequence_spec)
-      records.append({k: v.numpy() for k, v in {**context, **sequences}.items()})
+      records.append({k: v.to_list() if isinstance(v, tf.RaggedTensor) else v.numpy()
+                      for k, v in {**context, **sequences}.items()})
   return records
+
+
+def truncated_chars(token, max_token_chars):
+  """A token's characters as --max_token_chars keeps them (the first max - max // 2 and the
+  last max // 2), written independently of the pipeline's graph."""
+  if len(token) <= max_token_chars:
+    return token
+  return token[:max_token_chars - max_token_chars // 2] + token[len(token) - max_token_chars // 2:]
 
 
 def write_conll(path, sentences):
@@ -194,10 +204,11 @@ def demo_tag_data(tmp_path_factory):
 
 
 # The session's demo tagger: 2 replicas, 100 steps, evaluated and checkpointed every 25
-# (the last 3 checkpoints kept: 50, 75, 100), dropout on (so its RNG states matter to a resume).
+# (the last 3 checkpoints kept: 50, 75, 100), dropout and word dropout on (so their RNG states
+# matter to a resume); the demo data has chars, so the default char encoder is in it.
 DEMO_TAGGER_FLAGS = ("--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
                      "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
-                     "--warmup_steps", "20", "--dropout", "0.1")
+                     "--warmup_steps", "20", "--dropout", "0.1", "--word_dropout", "0.25")
 
 
 @pytest.fixture(scope="session")

@@ -72,7 +72,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   add_data_flags(parser)
   quiet.add_flag(parser)
-  parser.add_argument("--split", choices=contract.SPLITS, default="train")
+  parser.add_argument("--split", choices=contract.TRAINING_SPLITS, default="train")
   args = parser.parse_args(argv)
   try:
     result = measure(args.data_dir, args.num_buckets, args.tokens_per_batch, args.cpu_replicas, args.split,

@@ -9,12 +9,16 @@ trainer.predict) need not import the Keras modules that write it.
 """
 
 import dataclasses
+from typing import Optional
 
 # Batches are padded to their longest row rounded up to 2, not to the bucket boundary:
 # less padding than the boundary (BENCHMARKS.md). More shapes cost nothing here: the
 # training steps run inside one tf.function over the iterator, and the eval step is
 # traced with reduce_retracing.
 DEFAULT_PAD_MULTIPLE = 2
+
+# --tag_scheme's choices (trainer/entities.py reads them).
+TAG_SCHEMES = ("auto", "iob1", "iob2", "bioes", "none")
 
 # MODEL_DIR's layout.
 CHECKPOINTS_DIR = "checkpoints"  # the last few steps, for resuming
@@ -42,6 +46,16 @@ class TrainerConfig:
   hidden: int = _flag(128, "RNN units per direction")
   dropout: float = _flag(0.0, "dropout on RNN inputs and outputs")
   recurrent_dropout: float = _flag(0.0, "dropout on the recurrent state (> 0 disables cuDNN kernels on GPU)")
+  char_embedding_dim: int = _flag(32, "character embedding size of the char encoder, used where the data has "
+                                  "`chars` (pipeline --chars, on for tag); 0 = no char encoder")
+  char_features: int = _flag(64, "char encoder output per token, concatenated with the word embedding; "
+                             "0 = no char encoder")
+  char_encoder: str = _flag("cnn", "per token: a CNN over its characters, max-pooled, or a BiLSTM",
+                            choices=("cnn", "lstm"))
+  word_dropout: float = _flag(0.0, "alpha: in training a token seen c times in train becomes <unk> with "
+                              "probability alpha / (alpha + c) (needs the data's vocab_counts.txt); 0 = off")
+  tie_embeddings: bool = _flag(False, "lm: the output layer is the input embedding matrix, transposed "
+                               "(projected from the last RNN size when it differs)")
   # Small batches and many updates learn fastest on a CPU; on GPUs scale both (README).
   tokens_per_batch: int = _flag(1024, "padded tokens per global batch; sets each bucket's batch size", data=True)
   num_buckets: int = _flag(16, "length buckets, at the pipeline's optimal boundaries", choices=(4, 8, 16, 32),
@@ -64,11 +78,26 @@ class TrainerConfig:
   clip_norm: float = _flag(1.0, "global gradient norm clip; 0 = off")
   loss_reduction: str = _flag("token", "token: mean over real tokens; sequence: mean over sequences of their mean",
                               choices=("token", "sequence"))
-  export: str = _flag("best", "export the step with the best eval metric (accuracy; loss for lm) or the last",
+  tag_scheme: str = _flag("auto", "tag: the chunk tags of labels.txt, for entity F1 and well-formed decoded "
+                          "sequences; auto: from labels.txt (and the train labels for IOB1 vs IOB2)",
+                          choices=TAG_SCHEMES)
+  crf: bool = _flag(False, "tag: a CRF output layer (learned transition scores, sequence loss), decoded by Viterbi")
+  export: str = _flag("best", "export the step with the best eval metric (entity F1 for chunk tags, else "
+                      "accuracy; loss for lm) or the last",
                       choices=("best", "last"))
   early_stopping: int = _flag(0, "stop after N evaluations without improvement (0: never)")
   seed: int = _flag(42, "initialisation, shuffling and dropout")
   shuffle_buffer: int = _flag(10_000, "records in the shuffle buffer")
+
+  @property
+  def uses_chars(self) -> bool:
+    """Whether a char encoder is wanted (the data must also have `chars`; see `char_vocab_size`)."""
+    return self.char_features > 0 and self.char_embedding_dim > 0
+
+  def char_vocab_size(self, metadata) -> Optional[int]:
+    """The character vocabulary's size if this model encodes characters of this data
+    (`contract.Metadata`), else None."""
+    return metadata.char_vocab_size if self.uses_chars and metadata.has_chars else None
 
   @classmethod
   def flag_fields(cls, data: bool):
@@ -77,7 +106,7 @@ class TrainerConfig:
 
 
 def vocab_fingerprints(data_dir: str, metadata) -> dict:
-  """SHA-256 of an OUTPUT_DIR's vocab.txt (and labels.txt): which tokens the model's ids mean.
+  """SHA-256 of an OUTPUT_DIR's vocab.txt (and labels.txt, chars.txt): which tokens the model's ids mean.
 
   Args:
     data_dir: the OUTPUT_DIR.
@@ -86,7 +115,8 @@ def vocab_fingerprints(data_dir: str, metadata) -> dict:
   import hashlib  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   fingerprints = {}
-  for name, path in (("vocab", metadata.vocab_path(data_dir)), ("labels", metadata.labels_path(data_dir))):
+  for name, path in (("vocab", metadata.vocab_path(data_dir)), ("labels", metadata.labels_path(data_dir)),
+                     ("chars", metadata.chars_path(data_dir))):
     if path:
       with tf.io.gfile.GFile(path, "rb") as f:
         fingerprints[name] = hashlib.sha256(f.read()).hexdigest()

@@ -19,6 +19,12 @@ BucketSpec; the trainer's default is 2, trainer/config.py). Each global batch is
 into one equal slice per replica, so every replica in a step sees the same padded shape. A
 batch is filled up to a multiple of the replica count with copies of a real row that carry
 weight 0, so no example is dropped and no replica gets an empty batch.
+
+With `chars=True` the CHARS feature list (each token's character ids) travels with its rows
+as a second ragged level, [rows, (time), (chars)], and a batch pads it to [rows, width,
+char width]: the batch's longest token rounded up like the time axis, or the pipeline's
+--max_token_chars with pad_multiple 0 (BucketSpec). Buckets and batch sizes follow the
+token count alone, as without chars.
 """
 
 import dataclasses
@@ -42,6 +48,9 @@ class BucketSpec:
   # only to its longest sequence rounded up to a multiple of N (rows of a batch are of
   # like lengths: less padding, at most boundary / N shapes per bucket).
   pad_multiple: int = 0
+  # The CHARS axis ([batch, time, chars]) is padded alike: with pad_multiple N to the batch's
+  # longest token rounded up to a multiple of N, else to this (the pipeline's --max_token_chars).
+  max_token_chars: int = 0
 
 
 def max_length(metadata: Union[contract.Metadata, Mapping]) -> int:
@@ -70,11 +79,13 @@ def bucket_spec(metadata: Union[contract.Metadata, Mapping], num_buckets: int, t
   if longest > boundaries[-1]:  # an eval sequence longer than any train one: no drop
     boundaries.append(longest)
   batch_sizes = [max(replicas, (tokens_per_batch // b) // replicas * replicas) for b in boundaries]
-  return BucketSpec(boundaries, batch_sizes, pad_multiple)
+  return BucketSpec(boundaries, batch_sizes, pad_multiple, metadata.max_token_chars)
 
 
-def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None) -> Dict[str, tf.Tensor]:
-  """A batch of serialized SequenceExamples → context [n] and ragged sequence features [n, (length)].
+def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None,
+                 chars: bool = False) -> Dict[str, tf.Tensor]:
+  """A batch of serialized SequenceExamples → context [n] and ragged sequence features [n, (length)]
+  (CHARS, with `chars`: [n, (length), (chars)]).
 
   Ragged, not padded to the longest record of the batch: a pool of thousands of records
   with one long outlier would otherwise be copied around at the outlier's width.
@@ -84,18 +95,24 @@ def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None
     task: which features to parse (contract.feature_spec).
     native: parse with the op of trainer/ops (less CPU, BENCHMARKS.md); None: with it if it
       can be built and loaded, else with tf.io.parse_sequence_example. Same result.
+    chars: also parse the CHARS feature list (the records must hold it).
   """
-  context_spec, sequence_spec = contract.parsing_spec(task)
+  context_spec, sequence_spec = contract.parsing_spec(task, chars)
+  value_names = [name for name, feature in sequence_spec.items() if isinstance(feature, tf.io.RaggedFeature)]
   if native is None:
     native = ops.available()
   if native:  # checks itself that each step holds one value
-    context, rows = ops.parse_token_sequences(serialized, list(context_spec), list(sequence_spec))
+    context, rows = ops.parse_token_sequences(
+        serialized, list(context_spec), [name for name in sequence_spec if name not in value_names], value_names)
     rows.update(context)
   else:
     ragged_spec = {name: tf.io.RaggedFeature(tf.int64, row_splits_dtype=tf.int64) for name in sequence_spec}
     context, sequences, _ = tf.io.parse_sequence_example(serialized, context_spec, ragged_spec)
     rows = dict(context)
     for name, value in sequences.items():  # [n, (steps), (1 value per step)] → [n, (steps)]
+      if name in value_names:  # steps of any number of values: as they are
+        rows[name] = value
+        continue
       tf.debugging.assert_equal(tf.size(value.flat_values, out_type=tf.int64), value.values.nrows(),
                                 message=f"a step of feature list {name} does not hold exactly one value")
       rows[name] = tf.RaggedTensor.from_row_splits(value.flat_values, value.row_splits, validate=False)
@@ -105,22 +122,26 @@ def parse_ragged(serialized: tf.Tensor, task: str, native: Optional[bool] = None
   return rows
 
 
-def _no_rows(task: str) -> Dict[str, tf.Tensor]:
+def _no_rows(task: str, chars: bool = False) -> Dict[str, tf.Tensor]:
   """Parsed rows, none of them (parse_sequence_example refuses an empty batch)."""
-  context, sequence = contract.parsing_spec(task)
+  context, sequence = contract.parsing_spec(task, chars)
   no_values = tf.RaggedTensor.from_row_splits(tf.zeros([0], tf.int64), tf.zeros([1], tf.int64), validate=False)
-  return {**{name: tf.zeros([0], tf.int64) for name in context}, **{name: no_values for name in sequence}}
+  no_steps = tf.RaggedTensor.from_row_splits(no_values, tf.zeros([1], tf.int64), validate=False)
+  return {**{name: tf.zeros([0], tf.int64) for name in context},
+          **{name: no_steps if isinstance(feature, tf.io.RaggedFeature) else no_values
+             for name, feature in sequence.items()}}
 
 
 def _to_parts(rows: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  """Ragged rows as plain tensors (values, row_splits): a tf.data scan state cannot be ragged."""
-  return {name: (value.values, value.row_splits) if isinstance(value, tf.RaggedTensor) else value
+  """Ragged rows as plain tensors, a tf.data scan state cannot be ragged: (values, row_splits),
+  and (values, row_splits, value_splits) for [n, (steps), (values)] (CHARS)."""
+  return {name: (value.flat_values, *value.nested_row_splits) if isinstance(value, tf.RaggedTensor) else value
           for name, value in rows.items()}
 
 
 def _from_parts(parts: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
-  return {name: tf.RaggedTensor.from_row_splits(*value, validate=False) if isinstance(value, tuple) else value
-          for name, value in parts.items()}
+  return {name: tf.RaggedTensor.from_nested_row_splits(value[0], value[1:], validate=False)
+          if isinstance(value, tuple) else value for name, value in parts.items()}
 
 
 def _concat_rows(a: Dict[str, tf.Tensor], b: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -205,16 +226,34 @@ def _with_fillers(parts: Dict[str, tf.Tensor], table: tf.Tensor, replicas: int):
   return {**laid, WEIGHT: tf.cast(real, tf.float32)}, tf.stack([first_row, rows, width], axis=1)
 
 
-def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int) -> Dict[str, tf.Tensor]:
+def _char_width(value_splits: tf.Tensor, spec: BucketSpec) -> tf.Tensor:
+  """The padded CHARS width of a batch whose steps have these value splits (see BucketSpec)."""
+  longest = tf.reduce_max(tf.concat([value_splits[1:] - value_splits[:-1], [1]], 0))
+  if spec.pad_multiple:
+    return (longest + spec.pad_multiple - 1) // spec.pad_multiple * spec.pad_multiple
+  return tf.maximum(longest, spec.max_token_chars)
+
+
+def _batch_from(parts: Dict[str, tf.Tensor], entry: tf.Tensor, replicas: int,
+                spec: Optional[BucketSpec] = None) -> Dict[str, tf.Tensor]:
   """Batch (start, rows, width) of a pool's rows (as `_with_fillers`), padded to `width`, as
-  [replicas, rows / replicas, ...] tensors.
+  [replicas, rows / replicas, ...] tensors; CHARS also padded on its last axis (`_char_width`).
 
   The batch's rows are contiguous in the pool, so ragged features are sliced, not gathered.
   """
   start, rows, width = entry[0], entry[1], entry[2]
   out = {}
   for name, value in parts.items():
-    if isinstance(value, tuple):  # ragged (values, row_splits): lengths never exceed `width`
+    if isinstance(value, tuple) and len(value) == 3:  # [rows, (steps), (values)]: sliced at both levels
+      values, row_splits, value_splits = value
+      splits = row_splits[start:start + rows + 1]
+      steps = value_splits[splits[0]:splits[-1] + 1]
+      ragged = tf.RaggedTensor.from_nested_row_splits(
+          values[steps[0]:steps[-1]], (splits - splits[0], steps - steps[0]), validate=False)
+      char_width = _char_width(steps, spec or BucketSpec([], []))
+      out[name] = tf.reshape(ragged.to_tensor(contract.PAD_ID, shape=tf.stack([rows, width, char_width])),
+                             tf.stack([replicas, -1, width, char_width]))
+    elif isinstance(value, tuple):  # ragged (values, row_splits): lengths never exceed `width`
       values, row_splits = value
       splits = row_splits[start:start + rows + 1]
       ragged = tf.RaggedTensor.from_row_splits(values[splits[0]:splits[-1]], splits - splits[0], validate=False)
@@ -229,7 +268,7 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
                  training: bool, compression: Optional[str] = None, seed: int = 0,
                  pipeline_index: int = 0, num_pipelines: int = 1,
                  shuffle_buffer: int = 10_000, skip_batches: int = 0, pool: int = POOL,
-                 native: Optional[bool] = None) -> tf.data.Dataset:
+                 native: Optional[bool] = None, chars: bool = False) -> tf.data.Dataset:
   """The dataset of per-replica batches for one input pipeline.
 
   Records travel in chunks of CHUNK (tf.data has a cost per element and stage, higher
@@ -250,6 +289,7 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
     skip_batches: global batches to skip, to resume a run where it stopped.
     pool: records parsed and cut into batches together (a multiple of CHUNK).
     native: how records are parsed (see parse_ragged).
+    chars: also batch the CHARS feature list, as [replicas' rows, time, chars] (see BucketSpec).
   """
   if native is None:  # decided (and the op built, if need be) before anything is traced
     native = ops.available()
@@ -267,9 +307,9 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
   if training:
     chunks = chunks.shuffle(max(1, shuffle_buffer // CHUNK), seed=seed, reshuffle_each_iteration=True)
   pools = chunks.ragged_batch(max(1, pool // CHUNK)).map(
-      lambda serialized: (parse_ragged(serialized.flat_values, task, native), False),
+      lambda serialized: (parse_ragged(serialized.flat_values, task, native, chars), False),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  empty = _no_rows(task)
+  empty = _no_rows(task, chars)
   if not training:  # an empty last pool tells the scan to let out every row it holds
     pools = pools.concatenate(tf.data.Dataset.from_tensors((empty, True)))
   seed = tf.constant(seed, tf.int64)
@@ -298,6 +338,6 @@ def make_dataset(paths: Sequence[str], task: str, spec: BucketSpec, replicas: in
       tf.data.Dataset.from_tensors(batched).repeat(), tf.data.Dataset.from_tensor_slices(table)))
   if skip_batches:
     entries = entries.skip(skip_batches)
-  batches = entries.map(lambda batched, entry: _batch_from(batched, entry, replicas),
+  batches = entries.map(lambda batched, entry: _batch_from(batched, entry, replicas, spec),
                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   return batches.unbatch().prefetch(tf.data.AUTOTUNE)

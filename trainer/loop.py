@@ -17,13 +17,15 @@ import tensorflow as tf
 
 import contract
 from trainer import config as config_lib
+from trainer import crf
 from trainer import data
+from trainer import entities
 from trainer import loss as loss_lib
 from trainer import metrics as metrics_lib
 from trainer import model_dir
 from trainer import ops
 from trainer.config import TrainerConfig
-from trainer.model import build_model
+from trainer.model import build_model, model_inputs
 from trainer.schedule import WarmupDecay
 
 
@@ -31,8 +33,13 @@ class Trainer:
   """Owns the strategy, model, optimizer, datasets and checkpoints of one run."""
 
   def __init__(self, config: TrainerConfig, strategy: tf.distribute.Strategy,
-               metadata: Union[dict, contract.Metadata], is_chief: bool = True, worker_name: str = "chief"):
+               metadata: Union[dict, contract.Metadata], is_chief: bool = True, worker_name: str = "chief",
+               new_data: bool = False):
     self.config = config
+    # Data this MODEL_DIR's checkpoints were not trained on (another OUTPUT_DIR of the same
+    # vocabulary, pipeline.preprocess --vocab_from): a resumed run reads it from its start
+    # rather than skipping the batches the checkpoint's steps took from the old data.
+    self.new_data = new_data
     self.is_chief = is_chief
     # Every worker saves (saving may involve collectives), but only the chief into
     # MODEL_DIR's shared directories; the others into MODEL_DIR/workers/NAME.
@@ -40,6 +47,7 @@ class Trainer:
     self.strategy = strategy
     self.metadata = contract.Metadata.of(metadata)
     self.task = self.metadata.task
+    self.eos_id = self.metadata.eos_id  # lm: the end-of-sequence target (None: an older output, none)
     self.replicas = strategy.num_replicas_in_sync
     self.compression = self.metadata.compression
     self.train_paths = contract.shard_paths(config.data_dir, self.metadata.raw, "train")
@@ -53,11 +61,14 @@ class Trainer:
     self._stop_requested = False
     self._dense_gradients = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
 
+    self.char_vocab_size = config.char_vocab_size(self.metadata)  # None: a word-only model (or data)
     with strategy.scope():
-      self.model = build_model(config, self.task, self.metadata.vocab_size, self.metadata.num_classes)
+      self.model = build_model(config, self.task, self.metadata.vocab_size, self.metadata.num_classes,
+                               self.char_vocab_size, model_dir.token_counts(config, self.metadata))
       self.learning_rate = WarmupDecay(config.learning_rate, config.warmup_steps, config.train_steps, config.decay)
       self.optimizer = keras.optimizers.Adam(self.learning_rate)
       self.optimizer.build(self.model.trainable_variables)
+    self.decoder = self._tag_decoder()  # tag: loss, decoded tags and entity counts; else None
     # Every model variable by its Keras path, including the dropout RNG states, which
     # tf.train.Checkpoint does not find through a Keras 3 model: without them a resumed
     # run draws different dropout masks than an uninterrupted one.
@@ -71,6 +82,19 @@ class Trainer:
                    else tf.summary.create_noop_writer())
     self.stopped_early = False  # by SIGTERM: the run is not finished
     self.early_stopped = False  # by --early_stopping: the run is finished
+
+  def _tag_decoder(self):
+    if self.task != "tag":
+      return None
+    labels = contract.read_vocab(self.metadata.labels_path(self.config.data_dir))
+    # trainer.task passes the scheme it recorded in model.json; "auto" is resolved here.
+    scheme = entities.resolve(self.config.tag_scheme, labels, self.train_paths, self.compression)
+    return crf.tag_decoder(labels, scheme, self.model)
+
+  @property
+  def chunks(self) -> bool:
+    """Whether the eval metrics count entities (a chunk tag scheme)."""
+    return self.decoder is not None and self.decoder.tables.entities
 
   @property
   def step(self) -> int:
@@ -94,7 +118,8 @@ class Trainer:
       return data.make_dataset(
           paths, self.task, spec, local_replicas, training=training, compression=self.compression,
           seed=self.config.seed, pipeline_index=input_context.input_pipeline_id, num_pipelines=num_pipelines,
-          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches, native=self.native_parser)
+          shuffle_buffer=self.config.shuffle_buffer, skip_batches=skip_batches, native=self.native_parser,
+          chars=self.char_vocab_size is not None)
     return dataset_fn
 
   def distributed_dataset(self, training: bool, skip_batches: int = 0, paths=None):
@@ -105,10 +130,11 @@ class Trainer:
   # --- steps ---------------------------------------------------------------------------
 
   def _replica_sums(self, batch, training: bool):
-    logits = self.model(batch[contract.TOKENS], training=training)
-    target = loss_lib.targets(batch, self.task)
+    logits = self.model(model_inputs(self.model, batch, self.task, self.eos_id), training=training)
+    target = loss_lib.targets(batch, self.task, self.eos_id)
     mask = loss_lib.target_mask(batch, target)
-    loss_sum, count = loss_lib.loss_sums(logits, target, mask, self.config.loss_reduction)
+    loss_sums = self.decoder.loss_sums if self.decoder is not None else loss_lib.loss_sums
+    loss_sum, count = loss_sums(logits, target, mask, self.config.loss_reduction)
     return logits, target, mask, loss_sum, count
 
   def replica_gradients(self, batch, training: bool = True):
@@ -144,8 +170,8 @@ class Trainer:
     return {"loss_sum": loss_sum, "count": count, "tokens": tf.reduce_sum(lengths), "slots": slots}
 
   def _eval_replica_step(self, batch):
-    logits = self.model(batch[contract.TOKENS], training=False)
-    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction)
+    logits = self.model(model_inputs(self.model, batch, self.task, self.eos_id), training=False)
+    return metrics_lib.eval_sums(logits, batch, self.task, self.config.loss_reduction, self.eos_id, self.decoder)
 
   def _reduce(self, per_replica: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
     return {k: self.strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per_replica.items()}
@@ -175,7 +201,7 @@ class Trainer:
     for batch in self._eval_datasets[split]:
       for k, v in self._eval_step(batch).items():
         totals[k] += float(v)
-    return metrics_lib.eval_metrics(totals, self.task, self.metadata.characters(split))
+    return metrics_lib.eval_metrics(totals, self.task, self.metadata.characters(split), self.chunks)
 
   def request_stop(self, *_):
     """On SIGTERM (preemption): finish the current steps, checkpoint, exit."""
@@ -211,12 +237,15 @@ class Trainer:
       self.checkpoint.restore(restored).assert_existing_objects_matched()
     start = self.step
     if restored:
-      logging.info("Resumed from %s at step %d", restored, start)
+      logging.info("Resumed from %s at step %d%s", restored, start,
+                   f", continuing on new data ({config.data_dir}) from its start" if self.new_data else "")
     self.best.load()
+    if self.new_data and restored:
+      self.best.start_over()
     if not self.evaluates:
       logging.warning("%s has no eval examples (pipeline.preprocess --eval_fraction 0, or too few records): "
                       "training without evaluation; the export is the last step", config.data_dir)
-    iterator = iter(self.distributed_dataset(training=True, skip_batches=start))
+    iterator = iter(self.distributed_dataset(training=True, skip_batches=0 if self.new_data else start))
     metrics = {"global_step": start, "replicas": self.replicas, "parser": self.parser_name}
     run_seconds, run_tokens, run_slots = 0.0, 0.0, 0.0  # training steps only, not eval
     self.early_stopped = self._out_of_patience()

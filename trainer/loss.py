@@ -6,7 +6,7 @@ of a global batch is the same with 1 or N replicas and whatever the padded lengt
 a replica whose rows are all filler (weight 0) contributes exactly nothing.
 """
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -14,11 +14,11 @@ import contract
 from trainer.data import WEIGHT
 
 
-def targets(batch: Dict[str, tf.Tensor], task: str) -> tf.Tensor:
-  """What each position predicts; PAD_ID where nothing is predicted."""
+def targets(batch: Dict[str, tf.Tensor], task: str, eos_id: Optional[int] = None) -> tf.Tensor:
+  """What each position of `model.model_inputs` predicts; PAD_ID where nothing is predicted."""
   tokens = batch[contract.TOKENS]
-  if task == "lm":  # the next token; the last real token predicts nothing (no EOS id)
-    return contract.lm_targets(tokens)
+  if task == "lm":  # the next token, and the end id after the last (contract.lm_targets)
+    return contract.lm_targets(tokens, batch[contract.LENGTH], eos_id)
   if task == "tag":
     return batch[contract.LABELS]
   return batch[contract.LABEL]

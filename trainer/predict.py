@@ -9,21 +9,25 @@ graph, so give them as you would have given them to the pipeline. One line per t
   lm        the log-likelihood of the text (sum over predicted tokens) and the
             perplexity exp(-log_likelihood / predicted tokens)
 
-`--input FILE --format text|jsonl|conll` reads a file by the pipeline's record rules and
-writes the predictions in the same format (to --output, or stdout), given tokens kept
-exactly as they are: CoNLL rows get one more column, the predicted label (tag; for
-classify every row of a sentence gets the sentence's label); jsonl objects get `labels`
-(tag) or `label` and `probabilities` (classify) or `log_likelihood` and `perplexity` (lm);
-text gets one line per input line. A bad record (a CoNLL row without a token, an empty
-line, a JSON line that does not parse) gets an empty prediction (jsonl: {"error": reason})
-in its place and is counted on stderr. The file is streamed in batches.
+`--input FILE --format F` reads a file with the pipeline's own reader (`corpus`: line ends,
+compression, `--encoding`, byte-order mark, the formats' rules) and writes the
+predictions in the same format (to --output, or stdout), given tokens kept exactly as
+they are (trainer/writers.py): CoNLL rows get one more column, the predicted label (tag;
+for classify every row of a sentence gets the sentence's label); CoNLL-U gets its
+`--label_column` replaced, every other byte kept; jsonl objects get `labels` (tag) or
+`label` and `probabilities` (classify) or `log_likelihood` and `perplexity` (lm); text
+gets one line per input line. A bad record (a CoNLL row without a token, an empty line, a
+JSON line that does not parse) gets an empty prediction (jsonl: {"error": reason}) in its
+place and is counted on stderr. The file is streamed in batches.
 
-`--generate N` (lm): N tokens sampled after each text, with `--temperature` and `--seed`.
+`--generate N` (lm): up to N tokens sampled after each text, with `--temperature` and
+`--seed`; generation stops where the model ends the text (its end-of-sequence id, `</s>`).
 
 Examples:
   python -m trainer.predict --model_dir models/ner --data_dir out/ner "Alice flew to Oslo ."
   python -m trainer.predict --model_dir models/reviews < reviews.txt   # one text per line
   python -m trainer.predict --model_dir models/pos --input test.conll --format conll --output tagged.conll
+  python -m trainer.predict --model_dir models/pos --input en_ewt-ud-test.conllu --format conllu --output tagged.conllu
   python -m trainer.predict --model_dir models/lm --generate 20 --temperature 0.8 "the pipeline"
 
 Imports TensorFlow only (no Beam, no TFT, no Keras).
@@ -32,7 +36,6 @@ Imports TensorFlow only (no Beam, no TFT, no Keras).
 import argparse
 import collections
 import itertools
-import json
 import logging
 import math
 import sys
@@ -44,8 +47,9 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
 import contract
-import records
+from corpus import records
 from trainer import serving
+from trainer import writers
 from trainer.serving import UsageError
 
 SIGNATURE = "serving_default"
@@ -62,19 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--input", help="a file in the pipeline's --format (.gz read transparently)")
   parser.add_argument("--format", choices=contract.FORMATS, help="the --input file's format")
   parser.add_argument("--output", help="where --input's predictions go (default stdout)")
+  serving.add_raw_file_flags(parser)
   parser.add_argument("--batch_size", type=int, default=64, help="records per call of the model (default 64)")
-  parser.add_argument("--generate", type=int, default=0, help="lm: tokens to sample after each text")
+  parser.add_argument("--generate", type=int, default=0, help="lm: at most this many tokens sampled after each text (it stops at the end of the text)")
   parser.add_argument("--temperature", type=float, default=1.0, help="--generate: softmax temperature")
   parser.add_argument("--seed", type=int, default=0, help="--generate: sampling seed")
   return parser
 
 
-def load_serving(model_dir: str):
-  """MODEL_DIR/export → (the loaded SavedModel, its task, its WordPiece suffix or None), from model.json."""
-  model = serving.load_model(model_dir)
-  tokenizer = model.description.get("tokenizer", {})  # absent in model dirs that predate it: words
-  # The caller keeps the loaded object, not just a signature: it owns the variables.
-  return model.loaded, model.task, tokenizer.get("suffix_indicator")
+def model_wordpiece_suffix(model: serving.Model) -> Optional[str]:
+  """The model's WordPiece continuation prefix ("##"), or None for words (model.json)."""
+  return model.description.get("tokenizer", {}).get("suffix_indicator")  # absent in older model dirs: words
 
 
 class TokenVocab(NamedTuple):
@@ -136,13 +138,26 @@ def format_outputs(task: str, outputs: dict, token_vocab: Optional[TokenVocab]) 
             for row, label in enumerate(outputs["label"].numpy())]
   lines = []
   for log_likelihood, predicted in zip(outputs["log_likelihood"].numpy(), outputs["predicted_tokens"].numpy()):
-    # A text of one token predicts nothing (no end-of-sequence id): no perplexity to give.
+    # An lm without an end id (an older output) predicts nothing for a text of one token.
     perplexity = f"{math.exp(-log_likelihood / predicted):.2f}" if predicted else "n/a"
     lines.append(f"log_likelihood {log_likelihood:.4f} perplexity {perplexity}")
   return lines
 
 
 # --- --input FILE --format F -------------------------------------------------------------
+
+class _TextOut:
+  """A binary stream onto a text one (stdout replaced by a text buffer, as in tests)."""
+
+  def __init__(self, text):
+    self.text = text
+
+  def write(self, data: bytes) -> None:
+    self.text.write(data.decode("utf-8", errors="surrogateescape"))
+
+  def flush(self) -> None:
+    self.text.flush()
+
 
 def _word_labels(outputs: dict, row: int, record: records.Record) -> List[str]:
   """One predicted label per given token: the label of the token's first piece ("" past
@@ -170,62 +185,37 @@ def _predictions(task: str, outputs: dict, row: int, record: records.Record) -> 
           "perplexity": round(math.exp(-log_likelihood / predicted), 4) if predicted else None}
 
 
-def _write_item(out, file_format: str, task: str, item: serving.Item, prediction: Optional[dict],
-                use_tabs: bool) -> None:
-  for line in item.skipped:
-    out.write(line + "\n")
-  if file_format == "conll":
-    if not item.lines:
-      return
-    if prediction is None:
-      labels = [""] * len(item.lines)
-    elif task == "tag":
-      labels = prediction["labels"]
-    else:
-      labels = [prediction.get("label", "")] * len(item.lines)
-    separator = "\t" if use_tabs else " "
-    for line, label in zip(item.lines, labels):
-      out.write(line + separator + label + "\n" if label else line + "\n")
-  elif file_format == "jsonl":
-    if prediction is None:
-      out.write(json.dumps({"error": item.problem}) + "\n")
-    else:
-      obj = json.loads(item.lines[0])
-      obj.update(prediction)
-      out.write(json.dumps(obj, ensure_ascii=False) + "\n")
-  else:
-    if prediction is None:
-      out.write("\n")
-    elif task == "tag":
-      out.write(" ".join(prediction["labels"]) + "\n")
-    elif task == "classify":
-      out.write(f"{prediction['label']} {prediction['probabilities'].get(prediction['label'], 0.0):.4f}\n")
-    else:
-      perplexity = "n/a" if prediction["perplexity"] is None else f"{prediction['perplexity']:.2f}"
-      out.write(f"log_likelihood {prediction['log_likelihood']:.4f} perplexity {perplexity}\n")
-
-
 def _looks_wrong(chunk: List[serving.Item], file_format: str) -> Optional[str]:
   """Why the first batch of a file says it is not in --format, or None."""
-  records_ = [item for item in chunk if item.lines]
+  records_ = [item for item in chunk if item.is_record]
   if not records_:
     return None
   if all(item.record is None and not item.filtered for item in records_):
     reasons = sorted({item.problem for item in records_})
     return f"none of its first {len(records_)} records is good {file_format} ({', '.join(reasons)})"
-  if file_format != "jsonl" and all(item.lines[0].lstrip().startswith("{") for item in records_):
+  if file_format == "parquet":
+    return None
+  first_lines = [item.lines[0].data for item in records_]
+  if file_format != "jsonl" and all(line.lstrip().startswith(b"{") for line in first_lines):
     return "its lines are JSON objects (use --format jsonl)"
-  if file_format == "text" and all("\t" in item.lines[0] for item in records_):
-    return "its lines have tab-separated columns (use --format conll)"
+  if file_format == "text" and all(b"\t" in line for line in first_lines):
+    return "its lines have tab-separated columns (use --format conll or conllu)"
   return None
 
 
-def predict_file(loaded, task: str, path: str, file_format: str, out, batch_size: int) -> collections.Counter:
-  """Streams --input's records through the export's raw signature; returns the problems counted."""
+def predict_file(loaded, task: str, raw_file: serving.RawFile, out, batch_size: int) -> collections.Counter:
+  """Streams --input's records through the export's raw signature into `out` (binary), in
+  the input's format; returns the problems counted."""
   raw = loaded.signatures["raw"]
-  use_tabs = file_format == "conll" and serving.has_tabs(path)
+  file_format = raw_file.file_format
+  writer = writers.PredictionWriter(
+      out, file_format, task, encoding=raw_file.encoding,
+      use_tabs=file_format != "conll" or serving.has_tabs(raw_file),
+      label_index=records.label_column_index(raw_file.label_column, file_format) if file_format == "conllu" else None,
+      bom=file_format in ("conll", "conllu") and serving.has_bom(raw_file),
+      schema=serving.parquet_schema(raw_file) if file_format == "parquet" else None)
   problems = collections.Counter()
-  items = serving.read_items(path, file_format, task, need_labels=False)
+  items = serving.read_items(raw_file, task, need_labels=False, keep_skipped=True)
   show_progress = sys.stderr.isatty()
   done = 0
   first = True
@@ -233,7 +223,7 @@ def predict_file(loaded, task: str, path: str, file_format: str, out, batch_size
     if first:
       wrong = _looks_wrong(chunk, file_format)
       if wrong:
-        raise UsageError(f"--input {path} does not look like --format {file_format}: {wrong}")
+        raise UsageError(f"--input {raw_file.path} does not look like --format {file_format}: {wrong}")
       first = False
     good = [(index, item.record) for index, item in enumerate(chunk) if item.record is not None]
     predictions = [None] * len(chunk)
@@ -242,15 +232,15 @@ def predict_file(loaded, task: str, path: str, file_format: str, out, batch_size
       for row, (index, record) in enumerate(good):
         predictions[index] = _predictions(task, outputs, row, record)
     for item, prediction in zip(chunk, predictions):
-      if item.record is None and item.lines:
+      if item.record is None and item.is_record:
         problems[item.problem or "empty"] += 1
-      _write_item(out, file_format, task, item, prediction, use_tabs)
+      writer.write(item, prediction)
     done += len(chunk)
     if show_progress:
       print(f"\r{done} records, {sum(problems.values())} without a prediction", end="", file=sys.stderr, flush=True)
   if show_progress:
     print(file=sys.stderr)
-  out.flush()
+  writer.flush()
   return problems
 
 
@@ -273,8 +263,9 @@ def join_generated(text: str, tokens: Sequence[str], wordpiece_suffix: Optional[
 
 
 def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, seed: int,
-             wordpiece_suffix: Optional[str] = None) -> List[str]:
-  """Each text followed by `num_tokens` tokens sampled from the model (never <pad> or <unk>),
+             wordpiece_suffix: Optional[str] = None, eos_id: Optional[int] = None) -> List[str]:
+  """Each text followed by up to `num_tokens` tokens sampled from the model (never <pad> or
+  <unk>), until it samples the end of the text (`eos_id`, model.json's; not printed),
   WordPiece pieces joined into words (`wordpiece_suffix`, e.g. "##": model.json's tokenizer)."""
   rng = np.random.default_rng(seed)
   raw, next_token = loaded.signatures["raw"], loaded.signatures["next_token"]
@@ -291,6 +282,8 @@ def generate(loaded, texts: Sequence[str], num_tokens: int, temperature: float, 
       probabilities = np.exp(logits - logits.max())
       probabilities /= probabilities.sum()
       token_ids.append(int(rng.choice(len(probabilities), p=probabilities)))
+      if token_ids[-1] == eos_id:
+        break
       generated.append(token_ids[-1])
     names = next_token(token_ids=tf.constant([generated or [contract.PAD_ID]], tf.int64),
                        length=tf.constant([1], tf.int64))["tokens"].numpy()[0]
@@ -308,19 +301,25 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   if args.input and args.texts:
     parser.error("give texts as arguments or --input FILE, not both")
   try:
-    loaded, task, wordpiece_suffix = load_serving(args.model_dir)
+    model = serving.load_model(args.model_dir)  # keep it, not just a signature: it owns the variables
+    loaded, task, suffix = model.loaded, model.task, model_wordpiece_suffix(model)
     token_vocab = load_token_vocab(args.data_dir, task) if args.data_dir and task == "tag" else None
     if args.generate and task != "lm":
       raise UsageError(f"--generate needs a language model; this is a {task} model")
+    raw_file = serving.raw_file_from_flags(args, model) if args.input else None
+    if args.format == "parquet" and not args.output:
+      raise UsageError("--format parquet writes a Parquet file: give --output")
+    if args.format == "conllu" and task != "tag":
+      raise UsageError(f"--format conllu writes predicted labels into a column: it needs a tag model, not {task}")
   except UsageError as error:
     parser.error(str(error))  # exits 2 with the usage line and one clear line
   if args.data_dir and task != "tag":
     logging.info("--data_dir is used for tag models only; ignored for this %s model", task)
 
   if args.input:
-    out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    out = open(args.output, "wb") if args.output else getattr(sys.stdout, "buffer", None) or _TextOut(sys.stdout)
     try:
-      problems = predict_file(loaded, task, args.input, args.format, out, args.batch_size)
+      problems = predict_file(loaded, task, raw_file, out, args.batch_size)
     except UsageError as error:
       parser.error(str(error))
     finally:
@@ -335,7 +334,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   count = 0
   for batch in batches(read_texts(args.texts), args.batch_size):
     if args.generate:
-      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count, wordpiece_suffix)
+      lines = generate(loaded, batch, args.generate, args.temperature, args.seed + count, suffix,
+                       model.description.get("eos_id"))
     else:
       lines = format_outputs(task, serve(text=tf.constant(batch)), token_vocab)
     for line in lines:

@@ -1,22 +1,23 @@
 """What trainer.evaluate and trainer.predict share: MODEL_DIR's export, and raw files read
-with the pipeline's record rules (records.py) and batched for the export's `raw` signature.
+by the pipeline's own reader (`corpus`) and batched for the export's `raw` signature.
 
 No Beam, no TFT, no Keras: the export holds the model and the pipeline's transform.
 """
 
-import gzip
+import io
 import json
 import os
-from typing import Iterator, List, NamedTuple, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 import contract
-import records
+from corpus import files
+from corpus import parquet
+from corpus import reader
+from corpus import records
 from trainer.config import EXPORT_DIR, MODEL_FILE
-
-BOM = b"\xef\xbb\xbf"
 
 
 class UsageError(Exception):
@@ -62,107 +63,143 @@ def load_model(model_dir: str) -> Model:
 
 # --- raw files ---------------------------------------------------------------------------
 
-class Item(NamedTuple):
-  """One record of a raw file, in file order: `record` is None for a bad or filtered one."""
-  record: Optional[records.Record]
-  problem: str  # "" for a good record, else the BadRecord or Filtered reason
-  filtered: bool
-  lines: Sequence[str]  # the record's lines as read (CoNLL: its rows), without line ends
-  skipped: Sequence[str] = ()  # CoNLL lines before it that belong to no record (-DOCSTART-, comments, blanks)
+Item = reader.Item
 
 
-def _open(path: str):
+class RawFile(NamedTuple):
+  """How to read a raw file: the pipeline's options for it."""
+  path: str
+  file_format: str
+  encoding: str = files.UTF8
+  label_column: Optional[str] = None  # CoNLL-U: upos by default; CoNLL: the last column
+  max_record_bytes: int = records.DEFAULT_MAX_RECORD_BYTES
+  fields: records.Fields = records.DEFAULT_FIELDS  # jsonl, parquet: the names of the fields
+
+
+def add_raw_file_flags(parser) -> None:
+  """--input's reading options: the pipeline's own flags of the same names and defaults."""
+  parser.add_argument("--encoding", default=files.UTF8,
+                      help="the --input file's encoding, any Python codec (default utf-8)")
+  parser.add_argument("--label_column", default=None,
+                      help="CoNLL-U: upos, xpos, deprel, feats, misc or a column number; CoNLL: a column number "
+                      "(default: the column the model's training data used, else upos / the last column)")
+  parser.add_argument("--max_record_bytes", type=int, default=records.DEFAULT_MAX_RECORD_BYTES,
+                      help="longer records are counted as record_too_long (default %(default)s)")
+  for name in records.Fields._fields:
+    parser.add_argument(f"--{name}_field", default=None,
+                        help=f"jsonl, parquet: the name of the {name} field (default: the training data's, else {name})")
+
+
+def raw_file_from_flags(args, model: "Model") -> RawFile:
+  """The --input file and its reading options; --label_column defaults to the training data's.
+
+  Raises:
+    UsageError: an encoding or label column that cannot be used.
+  """
+  label_column = args.label_column
+  if label_column is None:  # the column the model learned, if it is one of this format
+    label_column = model.description.get("label_column")
+    if label_column is not None and not str(label_column).isdigit() and args.format != "conllu":
+      label_column = None
+  try:
+    files.is_utf8(args.encoding)
+    if args.format in reader.BLOCK_FORMATS:
+      records.label_column_index(label_column, args.format)
+  except LookupError:
+    raise UsageError(f"--encoding {args.encoding}: not an encoding Python knows") from None
+  except ValueError as error:
+    raise UsageError(str(error)) from None
+  fields = records.Fields(**{name: getattr(args, f"{name}_field") or model.description.get("fields", {}).get(name, name)
+                             for name in records.Fields._fields})
+  return RawFile(args.input, args.format, args.encoding, label_column, args.max_record_bytes, fields)
+
+
+def _open(raw_file: RawFile):
+  """The file as `corpus.files.open_for_lines` gives it, opened with tf.io.gfile (any file system TF reads)."""
+  path = raw_file.path
   if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
     raise UsageError(f"--input {path}: no such file")
-  handle = tf.io.gfile.GFile(path, "rb")
-  return gzip.GzipFile(fileobj=handle) if path.endswith(".gz") else handle
+  return files.open_for_lines(tf.io.gfile.GFile(path, "rb"), path, raw_file.encoding)
 
 
-def _lines(path: str) -> Iterator[bytes]:
-  """The file's lines without their ends (\\n or \\r\\n), the BOM left out, lazily."""
-  with _open(path) as f:
-    first = True
-    for line in f:
-      if first:
-        line, first = line[len(BOM):] if line.startswith(BOM) else line, False
-      yield line.rstrip(b"\n").rstrip(b"\r")
-
-
-def _show(line: bytes) -> str:
-  return line.decode("utf-8", errors="replace")
-
-
-def has_tabs(path: str) -> bool:
+def has_tabs(raw_file: RawFile) -> bool:
   """CoNLL columns split on tabs if the file has any, else on runs of spaces (DESIGN.md)."""
-  with _open(path) as f:
-    while chunk := f.read(1 << 20):
-      if b"\t" in chunk:
-        return True
-  return False
+  with _open(raw_file) as f:
+    return reader.has_tabs(f)
 
 
-def _one(parse, raw: bytes, lines: List[str], task: str) -> Item:
-  try:
-    return Item(parse(raw, task), "", False, lines)
-  except records.Filtered as filtered:
-    return Item(None, filtered.reason, True, lines)
-  except records.BadRecord as bad:
-    return Item(None, bad.reason, False, lines)
-
-
-def read_items(path: str, file_format: str, task: str, need_labels: bool) -> Iterator[Item]:
-  """The records of a raw file by the pipeline's rules, one Item each, in order, lazily.
+def read_items(raw_file: RawFile, task: str, need_labels: bool, keep_skipped: bool = False) -> Iterator[Item]:
+  """The records of a raw file by the pipeline's rules (`corpus.reader`), one Item each, in
+  order, lazily.
 
   Args:
-    path: the file (`.gz` read transparently).
-    file_format: text, jsonl or conll.
+    raw_file: the file and how to read it.
     task: the model's task (which fields a record needs).
-    need_labels: CoNLL rows need a label column (evaluate); without it (predict) a row's
+    need_labels: tag records need their labels (evaluate); without (predict), a CoNLL row's
       first column is its token and any others are kept as they are.
+    keep_skipped: to write the file back: CoNLL: also the lines between records; Parquet:
+      every column of a row.
   """
-  if file_format in ("text", "jsonl"):
-    parse = records.parse_text_line if file_format == "text" else records.parse_json_line
-    if file_format == "jsonl" and task == "tag" and not need_labels:
-      parse = _parse_json_tokens
-    for line in _lines(path):
-      yield _one(parse, line, [_show(line)], task)
+  if raw_file.file_format == "parquet":
+    with _open_parquet(raw_file) as f:
+      yield from parquet.read_items(f, task, raw_file.fields, need_labels, all_columns=keep_skipped)
     return
-  use_tabs = has_tabs(path)
-  rows: List[bytes] = []
-  skipped: List[str] = []
-  for line in _lines(path):
-    if records.is_blank(line) or records.is_conll_skip_line(line):
-      if rows:
-        yield _conll_item(rows, use_tabs, task, need_labels, skipped)
-        rows, skipped = [], []
-      skipped.append(_show(line))
-    else:
-      rows.append(line)
-  if rows:
-    yield _conll_item(rows, use_tabs, task, need_labels, skipped)
-    skipped = []
-  if skipped:
-    yield Item(None, "", False, [], skipped)  # trailing lines that belong to no record
+  use_tabs = raw_file.file_format != "conll" or has_tabs(raw_file)
+  with _open(raw_file) as f:
+    start = files.skip_bom(f)
+    yield from reader.read_items(
+        f, raw_file.file_format, task, max_record_bytes=raw_file.max_record_bytes, start=start,
+        need_labels=need_labels, label_column=raw_file.label_column, use_tabs=use_tabs, keep_skipped=keep_skipped,
+        fields=raw_file.fields)
 
 
-def _conll_item(rows: List[bytes], use_tabs: bool, task: str, need_labels: bool, skipped: List[str]) -> Item:
-  shown = [_show(row) for row in rows]
-  try:
-    decoded = [records.decode(row) for row in rows]
-    if need_labels:
-      record = records.parse_conll_block(decoded, use_tabs, task)
-    else:
-      tokens = [records.split_conll_row(row, use_tabs)[0] for row in decoded]
-      record = records.Record(tokens=records.check_tokens(tokens, "tokens"))
-    return Item(record, "", False, shown, skipped)
-  except records.BadRecord as bad:
-    return Item(None, bad.reason, False, shown, skipped)
+class _SeekableGFile(io.RawIOBase):
+  """tf.io.gfile.GFile as a seekable io stream (pyarrow reads Parquet from one)."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._file = tf.io.gfile.GFile(path, "rb")
+
+  def readable(self):
+    return True
+
+  def seekable(self):
+    return True
+
+  def readinto(self, buffer):
+    data = self._file.read(len(buffer))
+    buffer[:len(data)] = data
+    return len(data)
+
+  def seek(self, offset, whence=io.SEEK_SET):
+    self._file.seek(offset, whence)
+    return self._file.tell()
+
+  def tell(self):
+    return self._file.tell()
+
+  def close(self):
+    self._file.close()
+    super().close()
 
 
-def _parse_json_tokens(raw: bytes, task: str) -> records.Record:
-  """A tag record to predict: `tokens` (labels not needed); `text` is tokenized by the model."""
-  del task
-  return records.parse_json_line(raw, "lm")  # lm's rule: `tokens` or `text`, no labels
+def _open_parquet(raw_file: RawFile):
+  if not tf.io.gfile.exists(raw_file.path) or tf.io.gfile.isdir(raw_file.path):
+    raise UsageError(f"--input {raw_file.path}: no such file")
+  return io.BufferedReader(_SeekableGFile(raw_file.path), 1 << 20)
+
+
+def parquet_schema(raw_file: RawFile):
+  """The Arrow schema of a Parquet --input (a writer writes its rows back with predictions)."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  with _open_parquet(raw_file) as f:
+    return pq.ParquetFile(f).schema_arrow
+
+
+def has_bom(raw_file: RawFile) -> bool:
+  """Whether the file starts with a UTF-8 byte-order mark (a writer writing it back keeps it)."""
+  with _open(raw_file) as f:
+    return files.skip_bom(f) > 0
 
 
 def characters(record: records.Record) -> int:

@@ -40,7 +40,7 @@ def _non_negative_int(text: str) -> int:
 
 
 # Flags whose values may be 0 but not negative (0 means "off" or "to the boundary").
-_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping"}
+_NON_NEGATIVE = {"pad_multiple", "warmup_steps", "early_stopping", "char_embedding_dim", "char_features"}
 
 
 def _add_flags(parser: argparse.ArgumentParser, fields) -> None:
@@ -77,12 +77,16 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   args = parser.parse_args(argv)
   if args.train_steps < 1 or args.tokens_per_batch < 1 or args.cpu_replicas < 1 or args.num_layers < 1:
     parser.error("--train_steps, --tokens_per_batch, --cpu_replicas and --num_layers must be >= 1")
+  if args.word_dropout < 0:
+    parser.error("--word_dropout must be >= 0")
 
   try:
     metadata = contract.load_metadata(args.data_dir)
   except contract.DataDirError as error:
     parser.error(str(error))
   config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
+  if metadata.task != "tag" and (config.crf or config.tag_scheme not in ("auto", "none")):
+    parser.error(f"--crf and --tag_scheme are for tag data; {args.data_dir} holds {metadata.task} data")
   if config.early_stopping and metadata.examples("eval") == 0:
     parser.error(f"--early_stopping needs eval examples, and {args.data_dir} has none; rerun pipeline.preprocess "
                  "with a larger --eval_fraction (or more records)")
@@ -90,14 +94,15 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   # TensorFlow and Keras are imported only now: device setup must precede their first use.
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from trainer import distribution, export, loop, model_dir  # pylint: disable=g-import-not-at-top
+  from trainer import distribution, entities, export, loop, model_dir  # pylint: disable=g-import-not-at-top
 
   strategy = distribution.make_strategy(config.cpu_replicas)
   is_chief, worker_name = distribution.worker_role()
   try:
-    model_dir.check_model_dir(config, metadata, write=is_chief)
-  except model_dir.ModelDirError as error:
+    scheme = model_dir.check_model_dir(config, metadata, write=is_chief)
+  except (model_dir.ModelDirError, entities.SchemeError, contract.DataDirError) as error:
     parser.error(str(error))
+  config = dataclasses.replace(config, tag_scheme=scheme)  # as model.json records it
   begin = time.time()
   try:
     checked = model_dir.check_data(config, metadata, write=is_chief)
@@ -113,7 +118,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   logging.info("%s with %d replicas (%s); task %s", type(strategy).__name__, strategy.num_replicas_in_sync,
                worker_name, metadata.task)
   try:
-    trainer = loop.Trainer(config, strategy, metadata, is_chief=is_chief, worker_name=worker_name)
+    trainer = loop.Trainer(config, strategy, metadata, is_chief=is_chief, worker_name=worker_name,
+                           new_data=checked is not None)
   except contract.DataDirError as error:
     parser.error(str(error))
   try:
@@ -134,8 +140,8 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   export_path = export.export(config, metadata, trainer.model)
   stopped = " (early stopping)" if trainer.early_stopped else ""
   print(f"Trained to step {metrics['global_step']}{stopped} on {metrics['replicas']} replicas: "
-        + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "eval_accuracy", "eval_perplexity")
-                    if k in metrics)
+        + ", ".join(f"{k} {metrics[k]:.4g}" for k in ("train_loss", "eval_loss", "eval_accuracy", "eval_f1",
+                                                       "eval_perplexity") if k in metrics)
         + f"; exported step {exported_step} ({config.export if trainer.evaluates else 'last: no eval examples'}) "
         f"to {export_path}, metrics in {metrics_path}")
   return 0

@@ -13,7 +13,7 @@ from pipeline.encode import EncodeSequenceExamples
 from tests.pipeline.beam_testing import test_pipeline
 
 
-def python_proto(length, tokens, labels=None, label=None):
+def python_proto(length, tokens, labels=None, label=None, chars=None):
   example = tf.train.SequenceExample()
   example.context.feature["length"].int64_list.value.append(length)
   if label is not None:
@@ -23,6 +23,11 @@ def python_proto(length, tokens, labels=None, label=None):
       feature_list = example.feature_lists.feature_list[name]
       for value in values:
         feature_list.feature.add().int64_list.value.append(value)
+  if chars is not None:
+    feature_list = example.feature_lists.feature_list["chars"]
+    for values in chars:
+      feature_list.feature.add().int64_list.value.extend(values)
+      feature_list.feature[-1].int64_list.SetInParent()  # a step of no values is still an int64_list
   return example.SerializeToString(deterministic=True)
 
 
@@ -47,6 +52,40 @@ def test_bytes_equal_python_protobuf_for_every_task():
     assert classify[i] == python_proto(lengths[i], tokens[i], label=[2, 3, 4][i])
 
 
+def nested(rows):
+  """Rows of steps of ints → (values, value_splits, row_splits), as the encoder takes a
+  [batch, (time), (values)] list."""
+  steps = [step for row in rows for step in row]
+  return (np.array([v for step in steps for v in step], np.int64),
+          np.cumsum([0] + [len(step) for step in steps]).astype(np.int64),
+          np.cumsum([0] + [len(row) for row in rows]).astype(np.int64))
+
+
+def test_steps_of_several_values_equal_python_protobuf():
+  # Steps of 1 to 300 values (the packed list's length takes two bytes), of none, ids of
+  # several varint sizes and a negative one (ten bytes); in every task's layout.
+  chars = [[[5, 2, 1 << 40], [7]], [list(range(300))], [[3], [], [2, 2, -1, 1 << 20], [9], [4]]]
+  tokens = [[5, 2], [7], [3, 3, 3, 3, 4]]
+  labels = [[2, 3], [4], [2, 2, 2, 2, 9]]
+  lengths = np.array([2, 1, 5])
+  tag = encode.Encoder.for_task("tag", chars=True)(
+      {"length": lengths}, {"tokens": ragged(tokens), "labels": ragged(labels), "chars": nested(chars)})
+  lm = encode.Encoder.for_task("lm", chars=True)({"length": lengths}, {"tokens": ragged(tokens), "chars": nested(chars)})
+  classify = encode.Encoder.for_task("classify", chars=True)(
+      {"length": lengths, "label": np.array([2, 3, 4])}, {"tokens": ragged(tokens), "chars": nested(chars)})
+  for i in range(3):
+    assert tag[i] == python_proto(lengths[i], tokens[i], labels=labels[i], chars=chars[i])
+    assert lm[i] == python_proto(lengths[i], tokens[i], chars=chars[i])
+    assert classify[i] == python_proto(lengths[i], tokens[i], label=[2, 3, 4][i], chars=chars[i])
+  # A slice of a batch (the encoder is given splits that do not start at 0 after slicing).
+  values, value_splits, row_splits = nested(chars)
+  sliced = encode.Encoder.for_task("lm", chars=True)(
+      {"length": lengths[1:]}, {"tokens": ragged(tokens[1:]), "chars": (
+          values[value_splits[row_splits[1]]:], value_splits[row_splits[1]:] - value_splits[row_splits[1]],
+          row_splits[1:] - row_splits[1])})
+  assert sliced.tolist() == lm[1:].tolist()
+
+
 def test_tables_grow_with_the_ids_and_stay_exact():
   encoder = encode.Encoder.for_task("lm")
   rng = np.random.default_rng(0)
@@ -66,12 +105,15 @@ def test_record_table_concatenates_records_with_offsets():
   assert offsets.tolist() == [0, len(one[0]), len(one[0]) + len(one[1]), len(data)]
 
 
-def transformed_batch(token_rows, truncated, characters):
+def transformed_batch(token_rows, truncated, characters, chars=None, chars_truncated=None):
   lists = pa.large_list(pa.int64())
-  return pa.record_batch(
-      [pa.array(token_rows, lists), pa.array([[len(r)] for r in token_rows], lists),
-       pa.array([[t] for t in truncated], lists), pa.array([[c] for c in characters], lists)],
-      names=[contract.TOKENS, contract.LENGTH, "truncated", "characters"])
+  columns = [pa.array(token_rows, lists), pa.array([[len(r)] for r in token_rows], lists),
+             pa.array([[t] for t in truncated], lists), pa.array([[c] for c in characters], lists)]
+  names = [contract.TOKENS, contract.LENGTH, "truncated", "characters"]
+  if chars is not None:  # as TFT hands a [batch, (tokens), (chars)] output over
+    columns += [pa.array(chars, pa.large_list(lists)), pa.array([[t] for t in chars_truncated], lists)]
+    names += [contract.CHARS, "chars_truncated"]
+  return pa.record_batch(columns, names=names)
 
 
 def test_encode_transform_drops_empty_rows_and_counts():
@@ -85,3 +127,16 @@ def test_encode_transform_drops_empty_rows_and_counts():
         ("filtered/empty", 1), ("examples/train", 2), ("tokens/train", 3), ("truncated", 1),
         ("unknown/train", 1), ("characters/train", 10),
         ("length/train/1", 1), ("length/train/2", 1)]), label="counts")
+
+
+def test_encode_transform_writes_chars_from_nested_lists_and_counts_their_truncations():
+  chars = [[[4, 5], [1]], [], [[6, 2, 3]]]
+  batch = transformed_batch([[2, contract.UNK_ID], [], [4]], truncated=[0, 0, 0], characters=[7, 5, 3],
+                            chars=chars, chars_truncated=[1, 0, 2])
+  batch = batch.slice(1)  # a slice: list offsets that do not start at 0
+  with test_pipeline() as p:
+    out = p | beam.Create([batch]) | EncodeSequenceExamples("lm", "train", chars=True)
+    assert_that(out.serialized | beam.FlatMap(lambda records: records),
+                equal_to([python_proto(1, [4], chars=[[6, 2, 3]])]), label="records")
+    assert_that(out[counts.COUNTS] | beam.Filter(lambda pair: pair[0] == counts.TRUNCATED_CHARS),
+                equal_to([(counts.TRUNCATED_CHARS, 2)]), label="counts")

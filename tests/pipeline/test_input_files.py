@@ -47,7 +47,7 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   assert utf16_run.returncode == 0, utf16_run.stderr[-4000:]
   metadata = read_metadata(utf16_out)
   assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {"empty": 1},
-                                "dead_letter": {"undecodable": 1}, "truncated": 0}
+                                "dead_letter": {"undecodable": 1}, "truncated": 0, "truncated_chars": 0}
   assert metadata["options"]["encoding"] == "utf-16"
   assert sorted(decode_records(utf16_out, "tag")) == sorted(Good(tuple(t), tuple(l)) for t, l in good)
   (row,) = read_dead_letters(utf16_out)
@@ -181,7 +181,7 @@ def test_a_file_that_shrinks_under_the_job_is_an_error_naming_it(tmp_path):
 
 @pytest.mark.parametrize("change", ["shrunk", "removed"])
 def test_a_range_past_the_end_of_a_shrunk_file_is_an_error_not_a_short_count(tmp_path, change):
-  from pipeline import lines, read  # pylint: disable=g-import-not-at-top
+  from pipeline import inputs as lines, read  # pylint: disable=g-import-not-at-top
   path = tmp_path / "a.txt"
   path.write_bytes(b"".join(b"line %d\n" % i for i in range(100)))
   listed = path.stat().st_size

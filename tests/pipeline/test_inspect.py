@@ -48,7 +48,7 @@ def test_summary_examples_and_plot_on_the_demo_corpus(demo_tag_data, tmp_path):
   metadata = read_metadata(data_dir)
 
   assert f"task {metadata['task']}" in stdout
-  for split in contract.SPLITS:
+  for split in contract.TRAINING_SPLITS:
     info = metadata["splits"][split]
     row = split_row(stdout, split)
     assert row[:3] == [info["examples"], info["tokens"], len(info["shards"])]

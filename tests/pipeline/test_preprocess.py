@@ -10,7 +10,7 @@ import unicodedata
 import pytest
 
 import contract
-from tests.conftest import TAGGED, preprocess, read_metadata, read_records, write_conll
+from tests.conftest import TAGGED, preprocess, read_metadata, read_records, truncated_chars, write_conll
 from tests.pipeline.conftest import (CLASSIFY_CORPUS, CLASSIFY_GOOD, CLASSIFY_LINES, SENTENCES, WORDPIECE_CORPUS,
                                     WORDPIECE_OPTIONS)
 
@@ -19,16 +19,17 @@ def vocab(output_dir, name="vocab.txt"):
   return contract.read_vocab(os.path.join(output_dir, name))
 
 
-def reference_tokenize(text, lowercase=False):
+def reference_tokenize(text, lowercase=False, split_punctuation=True):
   """The documented tokenization, written independently of the TF graph: separators are
-  Unicode Z* and Cc characters; each punctuation (P*) or symbol (S*) character is a token."""
+  Unicode Z* and Cc characters; each punctuation (P*) or symbol (S*) character is a token
+  (with `split_punctuation`, the word tokenizer; without, --tokenizer whitespace)."""
   tokens, current = [], []
   for char in text.lower() if lowercase else text:
     category = unicodedata.category(char)
     if category.startswith("Z") or category == "Cc":
       tokens.append("".join(current))
       current = []
-    elif category[0] in "PS":
+    elif category[0] in "PS" and split_punctuation:
       tokens += ["".join(current), char]
       current = []
     else:
@@ -50,7 +51,7 @@ def test_conll_tag_round_trip(tmp_path):
   corpus = tmp_path / "train.conll"
   write_conll(corpus, TAGGED)
   out = tmp_path / "out"
-  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3")
+  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3", "--max_token_chars", "3")
 
   metadata = read_metadata(out)
   assert os.path.exists(out / "COMPLETED")
@@ -79,20 +80,52 @@ def test_conll_tag_round_trip(tmp_path):
   counts = metadata["counts"]
   assert counts["read"] == counts["written"] == len(TAGGED)
 
+  # Tag records carry each token's characters, cut to --max_token_chars 3 (first 2, last 1),
+  # as ids of chars.txt: learned on train's kept characters, unseen ones <unk> in eval.
+  char_vocab = vocab(out, "chars.txt")
+  assert metadata["chars"] == {"file": "chars.txt", "size": len(char_vocab), "pad_id": 0, "unk_id": 1,
+                               "max_token_chars": 3}
+  assert metadata["features"]["sequence_values"] == {"chars": "int64"} and metadata["options"]["chars"] is True
+  assert counts["truncated_chars"] == sum(len(token) > 3 for sentence in TAGGED for token, _ in sentence)
+  spelled = {tuple(truncated_chars(t, 3) for t, _ in s) for s in TAGGED}
+  train_chars = collections.Counter()
+  for record in train:
+    assert len(record["chars"]) == record["length"] and all(record["chars"])
+    words = tuple("".join(char_vocab[i] for i in step) for step in record["chars"])
+    assert words in spelled
+    train_chars.update(char for word in words for char in word)
+  assert set(char_vocab[2:]) == set(train_chars) and len(char_vocab) == len(train_chars) + 2
+  assert char_vocab[2:] == sorted(train_chars, key=lambda c: (-train_chars[c], [-b for b in c.encode()]))
+  for record in evaluation:
+    words = ["".join(char_vocab[i] if i > 1 else "?" for i in step) for step in record["chars"]]
+    assert any(len(words) == len(s) and all(w == t or (w.count("?") and len(w) == len(t)) for w, t in zip(words, s))
+               for s in spelled), words
+  with open(out / "vocab_counts.txt") as f:  # train counts per vocab.txt line; <unk> has none in train
+    token_counts = [int(line) for line in f]
+  train_tokens = collections.Counter(t for tokens, _ in decode(train, token_vocab, label_vocab) for t in tokens)
+  assert token_counts == [0, 0] + [train_tokens[t] for t in token_vocab[2:]]
+  assert metadata["vocab"]["counts_file"] == "vocab_counts.txt"
 
-def test_text_lm_round_trip_with_documented_tokenization(tmp_path):
+
+@pytest.mark.parametrize("tokenizer", ["word", "whitespace"])
+def test_text_lm_round_trip_with_documented_tokenization(tmp_path, tokenizer):
   lines = ["Hello, World! It's 3.5$ today.", "", "   ", "naïve café\tCAFÉ — ok?", "東京 😀😀 שלום",
-           "tabs\tand\x0bvertical\u2028separators", "x" * 3]
+           "tabs\tand\x0bvertical\u2028separators\x85nel", "x" * 3,
+           "the <unk> index rose N N % to $ N @-@ a record"]  # Penn Treebank as the field ships it
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
   out = tmp_path / "out"
-  preprocess(corpus, out, "text", "lm", "--lowercase", "--eval_fraction", "0")
+  preprocess(corpus, out, "text", "lm", "--lowercase", "--eval_fraction", "0", "--tokenizer", tokenizer)
 
   records = read_records(out, "train")
   token_vocab = vocab(out)
   got = collections.Counter(tokens for tokens, _ in decode(records, token_vocab))
-  expected = collections.Counter(tuple(reference_tokenize(l, lowercase=True)) for l in lines if l.strip())
+  expected = collections.Counter(tuple(reference_tokenize(l, lowercase=True, split_punctuation=tokenizer == "word"))
+                                 for l in lines if l.strip())
   assert got == expected
+  if tokenizer == "whitespace":
+    assert {"<unk>", "@-@", "n", "$", "3.5$", "hello,"} <= set(token_vocab)
+  assert token_vocab[:3] == ["<pad>", "<unk>", "</s>"]
   assert all(not any(c in t for c in "\n\t\r ") for t in token_vocab)
   counts = read_metadata(out)["counts"]
   assert counts["filtered"] == {"empty": 2}
@@ -188,8 +221,11 @@ def test_gzip_globs_truncation_and_vocabulary_limits(tmp_path):
              "--max_length", "6", "--max_vocab", "4", "--min_count", "2", "--eval_fraction", "0",
              "--max_error_fraction", "0.6")
   metadata = read_metadata(out)
-  assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {}, "truncated": 1,
+  assert metadata["counts"] == {"read": 4, "written": 2, "filtered": {}, "truncated": 1, "truncated_chars": 0,
                                 "dead_letter": {"label_count_mismatch": 1, "missing_labels": 1}}
+  # A character is a code point: the combining mark is one of its own.
+  etude = next(r for r in read_records(out, "train") if len(r["tokens"]) == 2)["chars"][0]
+  assert ["".join(vocab(out, "chars.txt")[i] for i in [c]) for c in etude] == ["e", "\u0301", "t", "\u00e9"]
   # Counted on the truncated train data: a x4, b x2 (c, d, e once; e\u0301t\u00e9 once).
   assert vocab(out) == ["<pad>", "<unk>", "a", "b"]
   records = sorted(read_records(out, "train"), key=lambda r: -len(r["tokens"]))

@@ -12,9 +12,10 @@ import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-import records
+from corpus import lines as corpus_lines
+from corpus import records
 from pipeline import arrow, counts, read, split
-from pipeline import lines as lines_lib
+from pipeline import inputs as lines_lib
 from tests.pipeline.beam_testing import run_bundle, test_pipeline
 
 
@@ -103,7 +104,7 @@ def read_text_line_by_line(path, ranges, max_record_bytes):
   for file_range in ranges:
     with lines_lib.open_for_lines(file_range.path) as f:
       start = lines_lib.seek_to_range(f, file_range)
-      for offset, line, too_long in lines_lib.read_lines(f, start, file_range.end, max_record_bytes):
+      for offset, line, too_long, _ in corpus_lines.read_lines(f, start, file_range.end, max_record_bytes):
         totals[counts.READ] += 1
         if too_long:
           dead.append(read.dead_letter("record_too_long", path, offset, line))
@@ -174,8 +175,8 @@ def mixed_text(rng: random.Random, num_lines: int) -> bytes:
 def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, range_bytes, block_bytes,
                                                          min_block_bytes, crlf_file):
   monkeypatch.setattr(lines_lib, "RANGE_BYTES", range_bytes)
-  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_BYTES", block_bytes)
-  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_MIN_BYTES", min_block_bytes)
+  monkeypatch.setattr(corpus_lines, "TEXT_BLOCK_BYTES", block_bytes)
+  monkeypatch.setattr(corpus_lines, "TEXT_BLOCK_MIN_BYTES", min_block_bytes)
   monkeypatch.setattr(arrow, "BATCH_SIZE", 64)
   data = mixed_text(random.Random(range_bytes + block_bytes), 3000)
   if crlf_file:
@@ -183,13 +184,13 @@ def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, 
   path = tmp_path / "mixed.txt"
   path.write_bytes(data)
   plain_blocks = []  # what plain_text_lines gave for each block
-  real_plain_text_lines = lines_lib.plain_text_lines
+  real_plain_text_lines = corpus_lines.plain_text_lines
 
   def plain_text_lines(*args):
     plain_blocks.append(real_plain_text_lines(*args))
     return plain_blocks[-1]
 
-  monkeypatch.setattr(lines_lib, "plain_text_lines", plain_text_lines)
+  monkeypatch.setattr(corpus_lines, "plain_text_lines", plain_text_lines)
   ranges = list(lines_lib.split_into_ranges(lines_lib.InputFile(str(path), len(data))))
   assert len(ranges) == -(-len(data) // range_bytes)
 
@@ -210,8 +211,8 @@ def test_text_blocks_give_what_the_per_line_reader_gives(tmp_path, monkeypatch, 
 
 
 def test_text_blocks_of_a_compressed_file(tmp_path, monkeypatch):
-  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_BYTES", 100)  # and reads past blocks need no seek
-  monkeypatch.setattr(lines_lib, "TEXT_BLOCK_MIN_BYTES", 0)
+  monkeypatch.setattr(corpus_lines, "TEXT_BLOCK_BYTES", 100)  # and reads past blocks need no seek
+  monkeypatch.setattr(corpus_lines, "TEXT_BLOCK_MIN_BYTES", 0)
   path = tmp_path / "mixed.txt.gz"
   with gzip.open(path, "wb") as f:
     f.write(mixed_text(random.Random(1), 500))
@@ -221,9 +222,9 @@ def test_text_blocks_of_a_compressed_file(tmp_path, monkeypatch):
 
 
 def test_a_block_with_odd_lines_is_halved_at_a_line_start():
-  assert lines_lib.middle_line_start(b"aaaa\nbbbb\n") == 5
-  assert lines_lib.middle_line_start(b"a\n" + b"b" * 10 + b"\n") == 2  # no line starts after the middle
-  assert lines_lib.middle_line_start(b"b" * 10 + b"\n") == 0
+  assert corpus_lines.middle_line_start(b"aaaa\nbbbb\n") == 5
+  assert corpus_lines.middle_line_start(b"a\n" + b"b" * 10 + b"\n") == 2  # no line starts after the middle
+  assert corpus_lines.middle_line_start(b"b" * 10 + b"\n") == 0
 
 
 def test_text_content_keys_equal_content_key():
@@ -238,7 +239,7 @@ def test_text_content_keys_equal_content_key():
 
 def test_every_whitespace_character_is_blank_on_the_fast_path_too():
   # str.strip() strips more than bytes.strip(); the fast path finds those lines by their
-  # first byte (see lines_lib._MAYBE_UNICODE_BLANK), so every such character must start so.
+  # first byte (see corpus_lines._MAYBE_UNICODE_BLANK), so every such character must start so.
   beyond_ascii = [chr(c) for c in range(0x110000)
                   if chr(c).isspace() and not chr(c).encode("utf-8").isspace()]
   assert {char.encode("utf-8")[0] for char in beyond_ascii} == set(b"\x1c\x1d\x1e\x1f\xc2\xe1\xe2\xe3")
@@ -246,7 +247,7 @@ def test_every_whitespace_character_is_blank_on_the_fast_path_too():
            for line in (char, " " + char + "\t", char * 2, char + "x", "x" + char, "\u00a0" + char + "y")]
   expected_good = [line for line in lines if line.strip()]
   block = "".join(line + "\n" for line in lines).encode("utf-8")
-  good, blank = lines_lib.plain_text_lines(block, 100)
+  good, blank = corpus_lines.plain_text_lines(block, 100)
   assert [line.decode("utf-8") for line in good] == expected_good
   assert blank == len(lines) - len(expected_good) == 3 * len(beyond_ascii)
 
@@ -266,7 +267,7 @@ def test_is_utf8_agrees_with_python():
       return False
     return True
 
-  assert [lines_lib.is_valid_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
+  assert [corpus_lines.is_valid_utf8(s) for s in sequences] == [python_says(s) for s in sequences]
 
 
 def test_a_conll_file_larger_than_a_range_is_read_once(tmp_path, monkeypatch):
@@ -289,15 +290,15 @@ def test_read_lines_splits_as_splitlines_does(max_record_bytes):
   for text in (data, data + b"\r", data + b"tail", b"", b"\r", b"\r\n", long_line,
                b"a\n" + long_line + b"\r\nb", long_line + b"\r" + long_line, long_line + b"\r\r\n\n"):
     expected, offset = [], 0
-    prefix = min(max_record_bytes + 1, lines_lib.TOO_LONG_PREFIX_BYTES)  # of a line too long, compared
+    prefix = min(max_record_bytes + 1, corpus_lines.TOO_LONG_PREFIX_BYTES)  # of a line too long, compared
     for line in text.splitlines(keepends=True):  # the oracle: Python's own line splitting
       body = line.rstrip(b"\r\n")
       too_long = len(body) > max_record_bytes
-      expected.append((offset, body[:prefix] if too_long else body, too_long))
+      expected.append((offset, body[:prefix] if too_long else body, too_long, line[len(body):]))
       offset += len(line)
-    got = [(offset, data[:prefix] if too_long else data, too_long)
-           for offset, data, too_long in lines_lib.read_lines(io.BytesIO(text), 0, -1, max_record_bytes)]
-    assert got == expected
+    got = [(offset, data[:prefix] if too_long else data, too_long, end)
+           for offset, data, too_long, end in corpus_lines.read_lines(io.BytesIO(text), 0, -1, max_record_bytes)]
+    assert got == expected  # each line with its own line end: together they are the file's bytes
 
 
 def test_a_conll_record_past_the_limit_is_one_dead_letter(tmp_path):

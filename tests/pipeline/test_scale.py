@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pipeline import lines as lines_module
+from pipeline import inputs as lines_module
 from tests.conftest import ROOT, call_cli, preprocess, read_metadata
 
 POOL_START_SECONDS = 120
@@ -134,7 +134,7 @@ def test_many_files_and_byte_ranges_read_once_and_the_vocabulary_is_exact(tmp_pa
   assert len(counter) > 10 * top_k
   output_dir = tmp_path / "out"
   call_cli("pipeline.preprocess", "--input", tiny_dir / "*.txt", "--input", large, "--output_dir", output_dir,
-           "--format", "text", "--task", "lm", "--eval_fraction", "0", "--max_vocab", top_k + 2,
+           "--format", "text", "--task", "lm", "--eval_fraction", "0", "--max_vocab", top_k + 3,
            "--min_count", min_count, "--vocab_partitions", "3")
 
   metadata = read_metadata(output_dir)
@@ -146,4 +146,4 @@ def test_many_files_and_byte_ranges_read_once_and_the_vocabulary_is_exact(tmp_pa
   assert {int(l): n for l, n in metadata["length_histogram"]["train"].items()} == lengths
   assert metadata["splits"]["train"]["tokens"] == sum(len(line.split()) for line in lines)
   with open(output_dir / "vocab.txt", "rb") as f:
-    assert f.read().split(b"\n")[2:-1] == [token for _, token in entries[:top_k]]
+    assert f.read().split(b"\n")[3:-1] == [token for _, token in entries[:top_k]]  # after <pad>, <unk>, </s>

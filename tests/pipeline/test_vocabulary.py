@@ -122,7 +122,9 @@ def test_combine_fns_prune_each_partition_to_the_global_answer():
       pruned = token_counts.select(merge_fn.extract_output(merge_fn.merge_accumulators([parts])), min_count, top_k)
       assert top_k is None or len(pruned) <= top_k
       kept = top_fn.add_input(kept, pruned)
-    assert top_fn.extract_output(kept) == brute_force_vocabulary(counter, min_count, top_k)
+    pairs = top_fn.extract_output(kept)
+    assert [token for _, token in pairs] == brute_force_vocabulary(counter, min_count, top_k)
+    assert [count for count, _ in pairs] == [counter[token] for _, token in pairs]  # vocab_counts.txt's
 
 
 def test_partition_count_follows_the_input_unless_given():

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import contract
 from pipeline import wordpiece
-from tests.conftest import preprocess, read_metadata, read_records
+from tests.conftest import preprocess, read_metadata, read_records, truncated_chars
 from tests.pipeline.conftest import SENTENCES
 
 
@@ -136,6 +136,17 @@ def test_word_labels_go_to_first_pieces():
 
 # --- the CLI end to end ----------------------------------------------------------------
 
+def oracle_piece_chars(words, pieces, char_vocab, max_token_chars):
+  """Each piece's own text (no ##; a word no pieces spell: the whole word), cut as
+  --max_token_chars cuts it, as ids of chars.txt (unseen characters: <unk>)."""
+  index = {char: i for i, char in enumerate(char_vocab) if i >= contract.NUM_RESERVED}
+  texts = []
+  for word in words:
+    found = oracle_pieces(word, pieces)
+    texts += [piece[2:] if piece.startswith("##") else piece for piece in found] if found else [word]
+  return [[index.get(char, contract.UNK_ID) for char in truncated_chars(text, max_token_chars)] for text in texts]
+
+
 def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   output_dir = wordpiece_tag_run
   vocab = contract.read_vocab(os.path.join(output_dir, contract.VOCAB_FILE))
@@ -147,8 +158,10 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   metadata = read_metadata(output_dir)
   assert metadata["tokenizer"]["type"] == "wordpiece" and metadata["vocab"]["size"] == len(vocab)
   by_words = {tuple(w for w, _ in s): s for s in SENTENCES}
+  char_vocab = contract.read_vocab(os.path.join(output_dir, contract.CHARS_FILE))  # tag: --chars by default
+  assert metadata["chars"]["max_token_chars"] == 16 and "counts_file" not in metadata["vocab"]  # pieces: no counts
   unknown = total = 0
-  for split in contract.SPLITS:
+  for split in contract.TRAINING_SPLITS:
     for record in read_records(output_dir, split):
       words = [vocab[i] for i in record["tokens"] if i > contract.UNK_ID and not vocab[i].startswith("##")]
       matches = [s for key, s in by_words.items() if oracle_ids(key, pieces)[0] == record["tokens"].tolist()]
@@ -161,6 +174,7 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
         expected_labels.append(next(word_labels) if start else contract.PAD_ID)
       assert record["labels"].tolist() == expected_labels
       assert record["length"] == len(ids)
+      assert record["chars"] == oracle_piece_chars([w for w, _ in sentence], pieces, char_vocab, 16)
       unknown += int(np.sum(record["tokens"] == contract.UNK_ID))
       total += len(ids)
     split_info = metadata["splits"][split]
@@ -168,8 +182,8 @@ def test_cli_vocab_ids_and_labels_on_first_pieces(wordpiece_tag_run):
   assert metadata["splits"]["train"]["tokens"] > 0
   assert unknown > 0  # the long word
   rates = metadata["unk_rate"]
-  pooled = sum(rates[s] * metadata["splits"][s]["tokens"] for s in contract.SPLITS)
-  assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.SPLITS)
+  pooled = sum(rates[s] * metadata["splits"][s]["tokens"] for s in contract.TRAINING_SPLITS)
+  assert round(pooled) == unknown and total == sum(metadata["splits"][s]["tokens"] for s in contract.TRAINING_SPLITS)
 
 
 def serve(output_dir, texts, given=None):
@@ -189,9 +203,11 @@ def test_serving_transform_fn_tokenizes_like_the_shards(wordpiece_tag_run):
   sentences = [[w for w, _ in s] for s in SENTENCES[:4]]
   served = serve(output_dir, [" ".join(words) for words in sentences])
   shard_rows = {tuple(r["tokens"].tolist()) for r in records}
-  for words, ids, starts in zip(sentences, served[contract.TOKENS].to_list(), served["word_start"].to_list()):
+  shard_chars = {tuple(r["tokens"].tolist()): r["chars"] for r in records}
+  for words, ids, starts, chars in zip(sentences, served[contract.TOKENS].to_list(), served["word_start"].to_list(),
+                                       served[contract.CHARS].to_list()):
     assert (ids, starts) == oracle_ids(words, pieces)
-    assert tuple(ids) in shard_rows
+    assert tuple(ids) in shard_rows and chars == shard_chars[tuple(ids)]
 
 
 def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
@@ -200,9 +216,9 @@ def test_empty_learned_vocabulary_serves_all_unk(tmp_path):
   output_dir = tmp_path / "out"
   preprocess(corpus, output_dir, "text", "lm", "--tokenizer", "wordpiece", "--min_count", "1000",
              "--eval_fraction", "0", "--max_length", "3")
-  assert contract.read_vocab(str(output_dir / contract.VOCAB_FILE)) == list(contract.RESERVED_TOKENS)
+  assert contract.read_vocab(str(output_dir / contract.VOCAB_FILE)) == list(contract.LM_RESERVED_TOKENS)
   metadata = read_metadata(output_dir)
-  assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.NUM_RESERVED
+  assert metadata["unk_rate"]["train"] == 1.0 and metadata["vocab"]["size"] == contract.num_reserved("lm")
   # 4 words of one piece each, cut to 3 pieces: counted as truncated although no word had 2 pieces.
   assert metadata["counts"]["truncated"] == 1 and metadata["splits"]["train"]["tokens"] == 2 + 3 + 3
   served = serve(str(output_dir), ["never seen, at all", ""])

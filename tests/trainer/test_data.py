@@ -16,7 +16,7 @@ def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_da
   spec = data.bucket_spec(metadata, num_buckets=8, tokens_per_batch=512, replicas=replicas, pad_multiple=pad_multiple)
   assert all(size % replicas == 0 and size >= replicas for size in spec.batch_sizes)
   paths = contract.shard_paths(demo_tag_data, metadata.raw, "eval")
-  dataset = data.make_dataset(paths, "tag", spec, replicas, training=False)
+  dataset = data.make_dataset(paths, "tag", spec, replicas, training=False, chars=True)
 
   elements = list(dataset.as_numpy_iterator())
   assert len(elements) % replicas == 0
@@ -32,20 +32,29 @@ def test_eval_batches_every_example_once_padded_to_bucket_boundaries(demo_tag_da
       assert width == min(boundary, -(-longest // pad_multiple) * pad_multiple)
     else:
       assert width == boundary
+    # The chars axis: to the step's longest token rounded up alike, or to --max_token_chars.
+    assert len({e[contract.CHARS].shape for e in group}) == 1 and group[0][contract.CHARS].shape[1] == width
+    longest_token = max(int((e[contract.CHARS] != 0).sum(axis=-1).max()) for e in group)
+    char_width = group[0][contract.CHARS].shape[2]
+    assert char_width == (-(-longest_token // pad_multiple) * pad_multiple if pad_multiple
+                          else metadata.max_token_chars)
     for element in group:
-      tokens, labels, lengths, weights = (element[contract.TOKENS], element[contract.LABELS],
-                                          element[contract.LENGTH], element[data.WEIGHT])
+      tokens, labels, lengths, weights, chars = (element[contract.TOKENS], element[contract.LABELS],
+                                                 element[contract.LENGTH], element[data.WEIGHT], element[contract.CHARS])
       assert ((lengths > lower) | (weights == 0)).all()  # all rows of a batch are of one bucket
       for row, length in enumerate(lengths):
         assert (tokens[row, :length] != contract.PAD_ID).all() and (tokens[row, length:] == contract.PAD_ID).all()
         assert (labels[row, length:] == contract.PAD_ID).all()
+        assert (chars[row, length:] == contract.PAD_ID).all() and (chars[row, :length, 0] != contract.PAD_ID).all()
         if weights[row]:
-          seen[tuple(tokens[row, :length])] += 1
+          token_chars = tuple(tuple(int(c) for c in step if c) for step in chars[row, :length])
+          assert all((step != 0).sum() == len(kept) for step, kept in zip(chars[row, :length], token_chars))
+          seen[(tuple(tokens[row, :length]), token_chars)] += 1
   assert sum(seen.values()) == metadata.examples("eval")
   expected = collections.Counter()
   for serialized in tf.data.TFRecordDataset(paths):
-    context, sequences = tf.io.parse_single_sequence_example(serialized, *contract.parsing_spec("tag"))
-    expected[tuple(sequences[contract.TOKENS].numpy())] += 1
+    context, sequences = tf.io.parse_single_sequence_example(serialized, *contract.parsing_spec("tag", chars=True))
+    expected[(tuple(sequences[contract.TOKENS].numpy()), tuple(map(tuple, sequences[contract.CHARS].to_list())))] += 1
   assert seen == expected
 
 

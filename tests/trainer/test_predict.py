@@ -76,3 +76,21 @@ def test_wordpiece_tag_output_pairs_each_word_with_its_label():
   outputs["labels"] = tf.constant([[b"A", b"B", b"C", b"D", b"E"], [b"F", b"", b"", b"", b""]])
   outputs[contract.LENGTH] = tf.constant([5, 1], tf.int64)
   assert predict.format_outputs("tag", outputs, words) == ["un/A ##help/B ##ful/C cat/D ##s/E", "cat/F"]
+
+
+def test_parquet_rows_get_the_labels_the_same_sentences_get_as_conll(model_dir, tmp_path):
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+  sentences = [text.split() for text in TEXTS] + [["Bob", "runs"]]
+  rows = [{"id": i, "words": words} for i, words in enumerate(sentences)] + [{"id": 9, "words": None}]
+  pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet", row_group_size=2)
+  (tmp_path / "in.conll").write_text("".join("".join(w + "\n" for w in words) + "\n" for words in sentences))
+  call_cli("trainer.predict", "--model_dir", model_dir, "--input", tmp_path / "in.parquet", "--format", "parquet",
+           "--tokens_field", "words", "--output", tmp_path / "out.parquet")
+  conll = call_cli("trainer.predict", "--model_dir", model_dir, "--input", tmp_path / "in.conll", "--format", "conll")
+  by_conll = [[row.split(" ")[-1] for row in block.split("\n") if row] for block in conll.stdout.split("\n\n")]
+  table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+  assert [row["id"] for row in table] == [0, 1, 2, 9] and [row["words"] for row in table] == [r["words"] for r in rows]
+  assert [row["labels"] for row in table[:3]] == by_conll[:3]
+  assert table[3]["labels"] is None and table[3]["error"] == "missing_text"  # neither text nor tokens
+  assert [row["error"] for row in table[:3]] == [None] * 3

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 import contract
-from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_records
+from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_metadata, read_records
 from trainer import task
 from trainer.config import TrainerConfig
 from trainer.model import build_model
@@ -59,7 +59,10 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
   args = task.build_parser().parse_args(["--data_dir", demo_tag_data, "--model_dir", str(model_dir),
                                         *DEMO_TAGGER_FLAGS])  # the demo tagger's own config
   config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
-  model = build_model(config, "tag", metadata["vocab"]["size"], metadata["labels"]["size"])
+  # Tag data holds each token's characters, and the default model encodes them: the char ids
+  # go from the shards, through the parser, into the model, and serving computes them from text.
+  assert config.uses_chars and "chars" in metadata
+  model = build_model(config, "tag", metadata["vocab"]["size"], metadata["labels"]["size"], metadata["chars"]["size"])
   with open(model_dir / "metrics.json") as f:
     best_step = json.load(f)["best_step"]  # --export best (the default) exports that step's checkpoint
   tf.train.Checkpoint(model=model).restore(str(model_dir / "checkpoints" / "best" / f"ckpt-{best_step}")).expect_partial()
@@ -69,7 +72,8 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
   label_vocab = contract.read_vocab(os.path.join(demo_tag_data, "labels.txt"))
   for i, record in enumerate(records):
     n = int(record["length"])
-    expected = np.argmax(model(record["tokens"][None, :], training=False).numpy()[0], axis=-1)
+    chars = tf.ragged.constant([record["chars"]], tf.int64).to_tensor().numpy()
+    expected = np.argmax(model({"tokens": record["tokens"][None, :], "chars": chars}, training=False).numpy()[0], axis=-1)
     known = record["tokens"] != contract.UNK_ID  # "<unk>" as text is not the <unk> id's token
     np.testing.assert_array_equal(out["token_ids"].numpy()[i, :n][known], record["tokens"][known])
     if known.all():
@@ -101,14 +105,29 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     lines = f.read().splitlines()[:300]
   corpus, data, model = tmp_path / "sentences.txt", tmp_path / "data", tmp_path / "model"
   corpus.write_text("\n".join(lines) + "\n", encoding="utf-8")
-  preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0")
+  # With --chars and --tie_embeddings: the pieces' characters and the tied head go through
+  # the export, the raw file's transform, scoring and generation (whose next_token looks up
+  # each piece's characters).
+  preprocess(corpus, data, "text", "lm", "--tokenizer", "wordpiece", "--max_vocab", "60", "--eval_fraction", "0",
+             "--chars")
   refused = train(data, model, "--early_stopping", "1", check=False)
   assert refused.returncode == 2 and "--early_stopping needs eval examples" in refused.stderr
-  process = train(data, model, "--train_steps", "6", "--eval_every", "2", "--log_every", "2")
-  assert "no eval examples" in process.stderr and "exported step 6 (last: no eval examples)" in process.stdout
+  process = train(data, model, "--train_steps", "40", "--eval_every", "20", "--log_every", "20", "--tie_embeddings")
+  with open(model / "model.json") as f:
+    description = json.load(f)
+  assert description["tie_embeddings"] and description["chars"]["encoder"] == "cnn"
+  from trainer import export  # pylint: disable=g-import-not-at-top
+  table = export.vocab_char_table(contract.load_metadata(str(data)), str(data))  # next_token's chars of each id
+  for record in read_records(data, "train")[:100]:
+    for token, chars in zip(record["tokens"], record["chars"]):
+      if token != contract.UNK_ID:  # an <unk> piece holds its word's characters
+        assert [c for c in table[token] if c] == chars
+  assert "no eval examples" in process.stderr and "exported step 40 (last: no eval examples)" in process.stdout
   with open(model / "metrics.json") as f:
     metrics = json.load(f)
-  assert metrics["global_step"] == metrics["best_step"] == 6 and metrics["best"] == {}
+  assert metrics["global_step"] == metrics["best_step"] == 40 and metrics["best"] == {}
+  assert read_metadata(data)["vocab"]["eos_id"] == contract.EOS_ID
+  assert contract.read_vocab(os.path.join(data, "vocab.txt"))[:3] == ["<pad>", "<unk>", "</s>"]
   assert not [key for key in metrics if key.startswith("eval_")]
   evaluate = lambda *args: call_cli("trainer.evaluate", "--model_dir", model, *args, check=False)
   refused = evaluate("--data_dir", data)
@@ -123,7 +142,7 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     assert on_text[key] == pytest.approx(on_shards[key], rel=1e-5)
   predicted = call_cli("trainer.predict", "--model_dir", model, "--input", corpus, "--format", "text").stdout
   log_likelihoods = [float(line.split()[1]) for line in predicted.splitlines()]
-  targets = on_shards["eval_tokens"] - on_shards["eval_examples"]  # each token predicts the next
+  targets = on_shards["eval_tokens"] + on_shards["eval_examples"]  # each token, and the end after the last
   assert len(log_likelihoods) == len(lines)
   assert -sum(log_likelihoods) == pytest.approx(on_shards["eval_loss"] * targets, rel=1e-4)
 
@@ -134,6 +153,12 @@ def test_an_lm_without_eval_examples_exports_its_last_step_and_serves_raw_text_a
     assert sum(line.startswith("##") for line in f) > 10  # plenty of continuation pieces to draw
   assert generated.startswith("the heavy engineer") and "##" not in generated
   assert len(generated.split()) < 3 + 40
+  # Every sentence of the corpus ends after its punctuation: the model learned to end
+  # there, and generation stops where it ends the text (the most likely token, nearly always).
+  for prompt in ("the heavy engineer sleeps .", "a quick light pipeline knows that every tree falls !"):
+    ended = call_cli("trainer.predict", "--model_dir", model, "--generate", "10", "--temperature", "0.001",
+                     prompt).stdout.strip()
+    assert ended == prompt
 
 
 def train_until_preempted(*args):
@@ -185,9 +210,12 @@ def test_a_preempted_then_killed_run_resumes_exactly_and_keeps_its_best_and_pati
   assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-5")  # none scheduled: SIGTERM's
   assert not os.path.exists(model_dir / "export")
 
+  # One thread per op, as in this process (tests/conftest.py): how many threads share a
+  # matmul or convolution changes the order of its sums, and so the last bits of the weights.
   killed = subprocess.Popen([sys.executable, "-m", "trainer.task", *map(str, flags)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_NUM_INTRAOP_THREADS": "1",
+                                 "TF_NUM_INTEROP_THREADS": "1"})
   marker = model_dir / "checkpoints" / "checkpoint"  # written after the checkpoint's files
   kill_when(killed, lambda: marker.exists() and '"ckpt-25"' in marker.read_text())
   assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("-25")

@@ -148,12 +148,15 @@ def available() -> bool:
   return load() is not None
 
 
-def parse_token_sequences(serialized: tf.Tensor, context_keys: Sequence[str], sequence_keys: Sequence[str]
-                          ) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.RaggedTensor]]:
-  """Serialized SequenceExamples [n] → context {key: [n] int64} and {key: [n, (steps)] int64}.
+def parse_token_sequences(serialized: tf.Tensor, context_keys: Sequence[str], sequence_keys: Sequence[str],
+                          value_keys: Sequence[str] = ()) -> Tuple[Dict[str, tf.Tensor], Dict[str, tf.RaggedTensor]]:
+  """Serialized SequenceExamples [n] → context {key: [n] int64} and {key: [n, (steps)] int64},
+  and for `value_keys` {key: [n, (steps), (values)] int64}.
 
   Every record must hold each context key as exactly one int64 value, and every step of a
-  feature list exactly one int64 value; a feature list a record lacks has no steps.
+  feature list of `sequence_keys` exactly one int64 value; a step of a `value_keys` list
+  holds any number of int64 values (a Feature with no list set holds none); a feature list
+  a record lacks has no steps.
 
   Raises:
     RuntimeError: the op is not available (see `available()`).
@@ -162,12 +165,14 @@ def parse_token_sequences(serialized: tf.Tensor, context_keys: Sequence[str], se
   module = load()
   if module is None:
     raise RuntimeError("the native record parser is not available (see trainer.ops.load)")
-  context, values, row_splits = module.parse_token_sequences(
-      serialized, context_keys=list(context_keys), sequence_keys=list(sequence_keys),
-      num_context=len(context_keys), num_sequence=len(sequence_keys))
-  return (dict(zip(context_keys, context)),
-          {key: tf.RaggedTensor.from_row_splits(value, splits, validate=False)
-           for key, value, splits in zip(sequence_keys, values, row_splits)})
+  context, values, row_splits, value_values, value_row_splits, value_splits = module.parse_token_sequences(
+      serialized, context_keys=list(context_keys), sequence_keys=list(sequence_keys), value_keys=list(value_keys),
+      num_context=len(context_keys), num_sequence=len(sequence_keys), num_value=len(value_keys))
+  sequences = {key: tf.RaggedTensor.from_row_splits(value, splits, validate=False)
+               for key, value, splits in zip(sequence_keys, values, row_splits)}
+  sequences.update({key: tf.RaggedTensor.from_nested_row_splits(value, (steps, splits), validate=False)
+                    for key, value, steps, splits in zip(value_keys, value_values, value_row_splits, value_splits)})
+  return dict(zip(context_keys, context)), sequences
 
 
 def main() -> int:

@@ -1,8 +1,11 @@
 // ParseTokenSequences: serialized tf.train.SequenceExample records → one int64 per record for
-// each context key, and (values, row_splits) for each feature list key, one int64 per step.
+// each context key, (values, row_splits) for each feature list key, one int64 per step, and
+// (values, row_splits, value_splits) for each value key: feature lists whose steps hold any
+// number of int64s (the `chars` list: a token's character ids).
 //
 // This is the record layout of the pipeline (contract.py; README, "The data contract"): a
-// context of single int64 features, feature lists of one int64 Feature per time step.
+// context of single int64 features, feature lists of one int64 Feature per time step, and
+// optionally feature lists of one Int64List Feature of any length per time step.
 // tf.io.parse_sequence_example parses it too, but it handles every SequenceExample, which
 // costs several times the CPU of a loop over the wire format that does only this
 // (BENCHMARKS.md, "Trainer input"). It reads the wire format as the protobuf library does:
@@ -293,12 +296,18 @@ class ParseTokenSequencesOp : public OpKernel {
   explicit ParseTokenSequencesOp(OpKernelConstruction* context) : OpKernel(context) {
     OP_REQUIRES_OK(context, context->GetAttr("context_keys", &context_keys_));
     OP_REQUIRES_OK(context, context->GetAttr("sequence_keys", &sequence_keys_));
-    int64_t num_context, num_sequence;
+    OP_REQUIRES_OK(context, context->GetAttr("value_keys", &value_keys_));
+    int64_t num_context, num_sequence, num_value;
     OP_REQUIRES_OK(context, context->GetAttr("num_context", &num_context));
     OP_REQUIRES_OK(context, context->GetAttr("num_sequence", &num_sequence));
+    OP_REQUIRES_OK(context, context->GetAttr("num_value", &num_value));
     OP_REQUIRES(context, num_context == static_cast<int64_t>(context_keys_.size()) &&
-                             num_sequence == static_cast<int64_t>(sequence_keys_.size()),
-                InvalidArgument("num_context and num_sequence must be the numbers of keys"));
+                             num_sequence == static_cast<int64_t>(sequence_keys_.size()) &&
+                             num_value == static_cast<int64_t>(value_keys_.size()),
+                InvalidArgument("num_context, num_sequence and num_value must be the numbers of keys"));
+    // Both kinds of feature list are looked up in one pass over the map: value keys follow.
+    list_keys_ = sequence_keys_;
+    list_keys_.insert(list_keys_.end(), value_keys_.begin(), value_keys_.end());
   }
 
   void Compute(OpKernelContext* context) override {
@@ -308,6 +317,10 @@ class ParseTokenSequencesOp : public OpKernel {
     const auto records = serialized.flat<tensorflow::tstring>();
     const int64_t n = records.size();
     const size_t num_context = context_keys_.size(), num_sequence = sequence_keys_.size();
+    const size_t num_value = value_keys_.size(), num_lists = num_sequence + num_value;
+    // Outputs: context, then values and row_splits of the sequence keys, then values,
+    // row_splits and value_splits of the value keys.
+    const int first_value_output = static_cast<int>(num_context + 2 * num_sequence);
 
     std::vector<Tensor*> context_out(num_context);
     for (size_t i = 0; i < num_context; ++i) {
@@ -324,8 +337,19 @@ class ParseTokenSequencesOp : public OpKernel {
       values[j].reserve(total_bytes / 8 / (num_sequence ? num_sequence : 1) + 16);
     }
 
-    std::vector<Value> context_values(num_context), sequence_values(num_sequence);
-    std::vector<bool> context_found(num_context), sequence_found(num_sequence);
+    std::vector<Tensor*> value_row_splits_out(num_value);
+    std::vector<std::vector<int64_t>> value_values(num_value), value_splits(num_value);
+    for (size_t k = 0; k < num_value; ++k) {
+      OP_REQUIRES_OK(context, context->allocate_output(first_value_output + num_value + k, TensorShape({n + 1}),
+                                                       &value_row_splits_out[k]));
+      value_row_splits_out[k]->flat<int64_t>()(0) = 0;
+      value_values[k].reserve(total_bytes / 2 + 16);
+      value_splits[k].reserve(total_bytes / 8 + 16);
+      value_splits[k].push_back(0);
+    }
+
+    std::vector<Value> context_values(num_context), sequence_values(num_lists);
+    std::vector<bool> context_found(num_context), sequence_found(num_lists);
     Value scratch;
     std::vector<int64_t> scalar;
     for (int64_t r = 0; r < n; ++r) {
@@ -347,7 +371,7 @@ class ParseTokenSequencesOp : public OpKernel {
                FindEntries(message, context_keys_, IsValidFeature, &context_values, &context_found, &scratch);
         } else if (tag == ((2 << 3) | 2)) {  // feature_lists: FeatureLists
           ok = ReadSpan(p, end, &message) &&
-               FindEntries(message, sequence_keys_, IsValidFeatureList, &sequence_values, &sequence_found, &scratch);
+               FindEntries(message, list_keys_, IsValidFeatureList, &sequence_values, &sequence_found, &scratch);
         } else {
           ok = SkipField(p, end, tag);
         }
@@ -399,6 +423,38 @@ class ParseTokenSequencesOp : public OpKernel {
         }
         splits_out[j]->flat<int64_t>()(r + 1) = static_cast<int64_t>(out.size());
       }
+
+      for (size_t k = 0; k < num_value; ++k) {
+        std::vector<int64_t>& out = value_values[k];
+        std::vector<int64_t>& steps = value_splits[k];
+        int64_t step = 0;
+        for (const Span& list : sequence_values[num_sequence + k]) {
+          const uint8_t* q = list.begin;
+          while (q < list.end) {  // FeatureList: field 1, one Feature per step, any number of values each
+            uint64_t tag;
+            Span feature;
+            OP_REQUIRES(context, ReadTag(q, list.end, &tag),
+                        InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
+            if (tag != ((1 << 3) | 2)) {
+              OP_REQUIRES(context, SkipField(q, list.end, tag),
+                          InvalidArgument("record ", r, " is not a well-formed SequenceExample"));
+              continue;
+            }
+            int64_t count = 0;
+            bool wrong_kind = false;
+            OP_REQUIRES(context, ReadSpan(q, list.end, &feature) &&
+                                     ParseInt64Feature(&feature, 1, &out, &count, &wrong_kind),
+                        InvalidArgument("record ", r, " is not a well-formed SequenceExample (feature list '",
+                                                value_keys_[k], "')"));
+            OP_REQUIRES(context, !wrong_kind,
+                        InvalidArgument("record ", r, ": step ", step, " of feature list '", value_keys_[k],
+                                                "' must hold int64 values"));
+            steps.push_back(static_cast<int64_t>(out.size()));
+            ++step;
+          }
+        }
+        value_row_splits_out[k]->flat<int64_t>()(r + 1) = value_row_splits_out[k]->flat<int64_t>()(r) + step;
+      }
     }
 
     for (size_t j = 0; j < num_sequence; ++j) {
@@ -407,11 +463,22 @@ class ParseTokenSequencesOp : public OpKernel {
                                                        &out));
       std::copy(values[j].begin(), values[j].end(), out->flat<int64_t>().data());
     }
+    for (size_t k = 0; k < num_value; ++k) {
+      Tensor* out;
+      OP_REQUIRES_OK(context, context->allocate_output(first_value_output + k,
+                                                       TensorShape({static_cast<int64_t>(value_values[k].size())}), &out));
+      std::copy(value_values[k].begin(), value_values[k].end(), out->flat<int64_t>().data());
+      OP_REQUIRES_OK(context, context->allocate_output(first_value_output + 2 * num_value + k,
+                                                       TensorShape({static_cast<int64_t>(value_splits[k].size())}), &out));
+      std::copy(value_splits[k].begin(), value_splits[k].end(), out->flat<int64_t>().data());
+    }
   }
 
  private:
   std::vector<std::string> context_keys_;
   std::vector<std::string> sequence_keys_;
+  std::vector<std::string> value_keys_;
+  std::vector<std::string> list_keys_;  // sequence_keys_, then value_keys_
 };
 
 }  // namespace
@@ -420,23 +487,32 @@ REGISTER_OP("ParseTokenSequences")
     .Input("serialized: string")
     .Attr("context_keys: list(string) >= 0")
     .Attr("sequence_keys: list(string) >= 0")
+    .Attr("value_keys: list(string) >= 0")
     .Attr("num_context: int >= 0")
     .Attr("num_sequence: int >= 0")
+    .Attr("num_value: int >= 0")
     .Output("context: num_context * int64")
     .Output("values: num_sequence * int64")
     .Output("row_splits: num_sequence * int64")
+    .Output("value_values: num_value * int64")
+    .Output("value_row_splits: num_value * int64")
+    .Output("value_splits: num_value * int64")
     .SetShapeFn([](tensorflow::shape_inference::InferenceContext* c) {
       tensorflow::shape_inference::ShapeHandle serialized;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(0), 1, &serialized));
-      int64_t num_context, num_sequence;
+      int64_t num_context, num_sequence, num_value;
       TF_RETURN_IF_ERROR(c->GetAttr("num_context", &num_context));
       TF_RETURN_IF_ERROR(c->GetAttr("num_sequence", &num_sequence));
+      TF_RETURN_IF_ERROR(c->GetAttr("num_value", &num_value));
       tensorflow::shape_inference::DimensionHandle n = c->Dim(serialized, 0), n_plus_one;
       TF_RETURN_IF_ERROR(c->Add(n, 1, &n_plus_one));
       int output = 0;
       for (int64_t i = 0; i < num_context; ++i) c->set_output(output++, c->Vector(n));
       for (int64_t j = 0; j < num_sequence; ++j) c->set_output(output++, c->Vector(c->UnknownDim()));
       for (int64_t j = 0; j < num_sequence; ++j) c->set_output(output++, c->Vector(n_plus_one));
+      for (int64_t k = 0; k < num_value; ++k) c->set_output(output++, c->Vector(c->UnknownDim()));
+      for (int64_t k = 0; k < num_value; ++k) c->set_output(output++, c->Vector(n_plus_one));
+      for (int64_t k = 0; k < num_value; ++k) c->set_output(output++, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     });
 

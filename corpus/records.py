@@ -7,11 +7,16 @@ Pure Python (no Beam, no TensorFlow), so the pipeline's reader and the trainer's
 import hashlib
 import json
 import re
-from typing import List, NamedTuple, Sequence
+from typing import List, NamedTuple, Optional, Sequence, Union
+
+DEFAULT_MAX_RECORD_BYTES = 1 << 20  # longer records are dead letters (the pipeline's --max_record_bytes)
 
 # Characters a token may not contain: whitespace and control characters would break the
 # line-per-entry vocabulary files (and are separators to the tokenizer anyway).
 _BAD_TOKEN_CHARS = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+# CoNLL-U's FORM may hold a plain space (UD allows words with spaces, "New York" in some
+# treebanks); it stays one token. Nothing else of the above.
+_BAD_FORM_CHARS = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f]")
 # A label may contain a plain space ("very positive"), nothing else of the above.
 _BAD_LABEL_CHARS = re.compile(r"[^\S ]|[\x00-\x1f\x7f-\x9f]")
 # A JSON escape such as "\\ud800" decodes to a lone surrogate, which no UTF-8 can hold.
@@ -63,13 +68,15 @@ def decode(raw: bytes) -> str:
     raise BadRecord("undecodable") from None
 
 
-def check_tokens(tokens, field: str) -> List[str]:
+def check_tokens(tokens, field: str, spaces: bool = False) -> List[str]:
+  """`tokens` if it is a list of good tokens (with `spaces`, a token may hold plain spaces)."""
   if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
     raise BadRecord(f"wrong_type_{field}")
   joined = "".join(tokens)
   if _SURROGATES.search(joined):
     raise BadRecord("undecodable")
-  if any(t == "" for t in tokens) or _BAD_TOKEN_CHARS.search(joined):
+  bad = _BAD_FORM_CHARS if spaces else _BAD_TOKEN_CHARS
+  if any(t == "" or (spaces and not t.strip()) for t in tokens) or bad.search(joined):
     raise BadRecord("bad_token")
   return tokens
 
@@ -93,7 +100,18 @@ def parse_text_line(raw: bytes, task: str) -> Record:
   return Record(text=text)
 
 
-def parse_json_line(raw: bytes, task: str) -> Record:
+class Fields(NamedTuple):
+  """The names of a record's fields in a JSON object or a Parquet row (--text_field, ...)."""
+  text: str = "text"
+  tokens: str = "tokens"
+  labels: str = "labels"
+  label: str = "label"
+
+
+DEFAULT_FIELDS = Fields()
+
+
+def parse_json_line(raw: bytes, task: str, fields: Optional[Fields] = None) -> Record:
   """One JSON object: `text` or `tokens`; `labels` (tag) or `label` (classify)."""
   line = decode(raw)
   if is_blank(raw):
@@ -102,16 +120,22 @@ def parse_json_line(raw: bytes, task: str) -> Record:
     obj = json.loads(line)
   except (ValueError, RecursionError):  # RecursionError: nested deeper than Python's stack
     raise BadRecord("bad_json") from None
+  return parse_object(obj, task, fields or DEFAULT_FIELDS)
+
+
+def parse_object(obj, task: str, fields: Fields = DEFAULT_FIELDS) -> Record:
+  """One JSON object or Parquet row (a dict): `text` or `tokens`; `labels` (tag) or `label`
+  (classify), under the names `fields` gives. A null value is a missing one."""
   if not isinstance(obj, dict):
     raise BadRecord("not_an_object")
-  text, tokens = obj.get("text"), obj.get("tokens")
+  text, tokens = obj.get(fields.text), obj.get(fields.tokens)
   if task == "tag":
     if tokens is None:
       raise BadRecord("missing_tokens")  # labels are per token: tagging needs given tokens
-    if "labels" not in obj:
+    if obj.get(fields.labels) is None:
       raise BadRecord("missing_labels")
     tokens = check_tokens(tokens, "tokens")
-    labels = obj["labels"]
+    labels = obj[fields.labels]
     if not isinstance(labels, list):
       raise BadRecord("wrong_type_labels")
     labels = [check_label(label, "labels") for label in labels]
@@ -136,9 +160,9 @@ def parse_json_line(raw: bytes, task: str) -> Record:
   else:
     raise BadRecord("missing_text")
   if task == "classify":
-    if "label" not in obj:
+    if obj.get(fields.label) is None:
       raise BadRecord("missing_label")
-    record = record._replace(label=check_label(obj["label"], "label"))
+    record = record._replace(label=check_label(obj[fields.label], "label"))
   if empty:
     raise Filtered("empty")
   return record
@@ -165,16 +189,87 @@ def split_conll_row(line: str, use_tabs: bool) -> List[str]:
   return line.split("\t") if use_tabs else line.split()
 
 
-def parse_conll_block(rows: List[str], use_tabs: bool, task: str) -> Record:
-  """One sentence: rows of `token ... label`; token first column, label last."""
+# CoNLL-U's ten columns, 1-based as the format numbers them; `--label_column` takes the
+# names of those that make labels, or a number.
+CONLLU_COLUMNS = {"id": 1, "form": 2, "lemma": 3, "upos": 4, "xpos": 5, "feats": 6, "head": 7, "deprel": 8,
+                  "deps": 9, "misc": 10}
+LABEL_COLUMN_NAMES = ("upos", "xpos", "deprel", "feats", "misc")
+DEFAULT_CONLLU_LABEL_COLUMN = "upos"
+
+
+def label_column_index(label_column: Optional[Union[str, int]], file_format: str) -> Optional[int]:
+  """`--label_column` (a CoNLL-U column name, or a 1-based column number) → the 0-based index
+  of the label's column; None: the last column (CoNLL's default).
+
+  >>> label_column_index(None, "conllu"), label_column_index("deprel", "conllu"), label_column_index("3", "conll")
+  (3, 7, 2)
+
+  Raises:
+    ValueError: not a column of the format.
+  """
+  if label_column is None or label_column == "":
+    return CONLLU_COLUMNS[DEFAULT_CONLLU_LABEL_COLUMN] - 1 if file_format == "conllu" else None
+  text = str(label_column).strip().lower()
+  if text in LABEL_COLUMN_NAMES and file_format == "conllu":
+    return CONLLU_COLUMNS[text] - 1
+  if not text.isdigit() or int(text) < 2 or (file_format == "conllu" and int(text) > len(CONLLU_COLUMNS)):
+    names = f"{', '.join(LABEL_COLUMN_NAMES)} or " if file_format == "conllu" else ""
+    most = len(CONLLU_COLUMNS) if file_format == "conllu" else "N"
+    raise ValueError(f"--label_column {label_column}: use {names}a column number from 2 to {most} "
+                     "(column 1 holds the token)")
+  return int(text) - 1
+
+
+def parse_conll_block(rows: List[str], use_tabs: bool, task: str, label_index: Optional[int] = None) -> Record:
+  """One sentence: rows of `token ... label`; token first column, label last (or `label_index`).
+
+  For tag, every row needs its label; otherwise a row needs its token only. A row of one
+  column is malformed either way (a token without a label is not CoNLL).
+  """
   tokens, labels = [], []
   for row in rows:
     columns = split_conll_row(row, use_tabs)
     if len(columns) < 2:
       raise BadRecord("conll_one_column")
+    if task == "tag" and label_index is not None and len(columns) <= label_index:
+      raise BadRecord("conll_missing_column")
     tokens.append(columns[0])
-    labels.append(columns[-1])
+    labels.append(columns[-1 if label_index is None else min(label_index, len(columns) - 1)])
   check_tokens(tokens, "tokens")
+  if task == "tag":
+    for label in labels:
+      check_label(label, "labels")
+    return Record(tokens=tokens, labels=labels)
+  return Record(tokens=tokens)
+
+
+def conllu_word(row: str) -> Optional[List[str]]:
+  """The ten columns of a CoNLL-U word line; None for a multiword-token range (`3-4`) or an
+  empty node (`8.1`), which are not words."""
+  columns = row.split("\t")
+  if len(columns) != len(CONLLU_COLUMNS):
+    raise BadRecord("conllu_columns")
+  word_id = columns[0]
+  if "-" in word_id or "." in word_id:
+    return None
+  if not word_id.isdigit():
+    raise BadRecord("conllu_id")
+  return columns
+
+
+def parse_conllu_block(rows: List[str], task: str, label_index: int) -> Record:
+  """One CoNLL-U sentence (its lines other than comments): FORM is the token and column
+  `label_index` (0-based) the label; ranges and empty nodes are skipped. A FORM may hold
+  plain spaces (one token)."""
+  tokens, labels = [], []
+  for row in rows:
+    columns = conllu_word(row)
+    if columns is not None:
+      tokens.append(columns[1])
+      labels.append(columns[label_index])
+  if not tokens:
+    raise BadRecord("conllu_no_words")
+  check_tokens(tokens, "tokens", spaces=True)
   if task == "tag":
     for label in labels:
       check_label(label, "labels")
@@ -185,3 +280,8 @@ def parse_conll_block(rows: List[str], use_tabs: bool, task: str) -> Record:
 def is_conll_skip_line(line: bytes) -> bool:
   """-DOCSTART- lines and CoNLL-U comments are not part of any record."""
   return line.startswith(b"-DOCSTART-") or (line.startswith(b"# ") and b"\t" not in line)
+
+
+def is_conllu_comment(line: bytes) -> bool:
+  """A CoNLL-U comment line (`# sent_id = 1`, `# text = ...`): not part of a sentence's words."""
+  return line.startswith(b"#")
