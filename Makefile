@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PEERS := .venv-peers
 DEMO_OUT ?= demo_out
 # Beam's Prism runner and the Python SDK's boot program (Go), built at the Beam version that
-# requirements.txt pins, into one folder that pipeline/runners.py reads.
+# requirements.txt pins, into one folder that pipeline/prism.py reads.
 BEAM_VERSION := $(shell sed -n 's/^apache-beam\(\[[a-z,]*\]\)\{0,1\}==\([0-9.]*\).*/\2/p' requirements.txt)
 BEAM_BIN := build/beam
 GO ?= go
@@ -78,10 +78,10 @@ bench: setup
 # A standalone Prism job server on localhost:8073, for --runner PortableRunner --job_endpoint
 # localhost:8073; its pid and log go to build/beam/run/. prism-down stops it and its workers.
 prism-up: setup
-	$(PY) -m pipeline.runners up
+	$(PY) -m pipeline.prism up
 
 prism-down:
-	$(PY) -m pipeline.runners down
+	$(PY) -m pipeline.prism down
 
 clean:
 	rm -rf $(DEMO_OUT) .pytest_cache

@@ -77,7 +77,7 @@ def _seconds(argv: Sequence[str], repeats: int = 2) -> float:
 
 def startup(corpus_path: str, variants: Sequence[str], work: str) -> dict:
   """Where the fixed cost goes: a table of seconds per phase and process."""
-  from pipeline import runners  # pylint: disable=g-import-not-at-top
+  from pipeline import prism, runners  # pylint: disable=g-import-not-at-top
   python = sys.executable
   results = {"processes": {
       "python alone": _seconds([python, "-c", "pass"]),
@@ -93,7 +93,7 @@ def startup(corpus_path: str, variants: Sequence[str], work: str) -> dict:
   }}
   start = time.perf_counter()
   token = runners.new_token()
-  with runners._started_prism(runners.binary("prism"), os.path.join(work, "prism_start"), token):  # pylint: disable=protected-access
+  with prism.started_prism(prism.binary("prism"), os.path.join(work, "prism_start"), token):
     results["processes"]["Prism: start until it listens"] = round(time.perf_counter() - start, 3)
   results["phases"] = {}
   for variant in variants:

@@ -23,7 +23,7 @@ import uuid
 import pytest
 
 import contract
-from pipeline import runners
+from pipeline import prism, runners
 from tests.conftest import preprocess, read_metadata
 from tests.pipeline.conftest import (CLASSIFY_CORPUS, LM_CORPUS, LM_OPTIONS, WORDPIECE_CORPUS, WORDPIECE_OPTIONS)
 
@@ -173,13 +173,13 @@ def assert_failed_cleanly(process, seconds, output_dir, mark_value, message):
 def test_setup_built_prism_and_boot_at_the_pinned_beam_version():
   """`make setup` built both binaries for the Beam that requirements.txt pins (and the venv has)."""
   from importlib import metadata  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(runners.ROOT, "requirements.txt"), encoding="utf-8") as f:
+  with open(os.path.join(prism.ROOT, "requirements.txt"), encoding="utf-8") as f:
     pinned = next(line.split("==")[1].split()[0] for line in f if line.startswith("apache-beam"))
   assert pinned == metadata.version("apache-beam")
-  with open(runners.VERSION_FILE, encoding="utf-8") as f:
+  with open(prism.VERSION_FILE, encoding="utf-8") as f:
     assert f.read().strip() == pinned
   for name in ("prism", "boot"):
-    assert runners.binary(name) == os.path.join(runners.BEAM_DIR, name)
+    assert runners.binary(name) == os.path.join(prism.BEAM_DIR, name)
 
 
 def test_one_flag_is_enough_and_the_users_own_flags_win(tmp_path):
@@ -196,7 +196,7 @@ def test_one_flag_is_enough_and_the_users_own_flags_win(tmp_path):
   config = json.loads(portable.environment_config)
   assert config["command"] == runners.BOOT_WORKER and os.access(config["command"], os.X_OK)
   assert config["env"]["BEAM_BOOT"] == runners.binary("boot")
-  assert config["env"]["PYTHONPATH"].split(os.pathsep)[0] == runners.ROOT
+  assert config["env"]["PYTHONPATH"].split(os.pathsep)[0] == prism.ROOT
   # The user's own flags win.
   portable, prism = completed("--runner", "PrismRunner", "--prism_location", "/opt/prism", "--environment_type",
                               "PROCESS", "--environment_config", '{"command": "/opt/boot"}')
@@ -263,7 +263,7 @@ def test_prism_with_process_workers_survives_killed_workers_and_writes_the_same_
 
 @pytest.fixture
 def job_server(tmp_path, mark):  # pylint: disable=unused-argument  (its processes carry the mark)
-  """`make prism-up`'s server (`python -m pipeline.runners up`) on a free port, with its pid
+  """`make prism-up`'s server (`python -m pipeline.prism up`) on a free port, with its pid
   and log in a folder of this test; yields (its endpoint, a function that starts it again);
   `down` after."""
   with socket.socket() as s:
@@ -272,12 +272,12 @@ def job_server(tmp_path, mark):  # pylint: disable=unused-argument  (its process
   run_dir = str(tmp_path / "server")
 
   def up():
-    assert runners.main(["up", "--port", str(port), "--run_dir", run_dir]) == 0
-    return runners._running_server(os.path.abspath(run_dir))  # pylint: disable=protected-access
+    assert prism.main(["up", "--port", str(port), "--run_dir", run_dir]) == 0
+    return prism.running_server(os.path.abspath(run_dir))
 
   up()
   yield f"localhost:{port}", up
-  assert runners.main(["down", "--run_dir", run_dir]) == 0
+  assert prism.main(["down", "--run_dir", run_dir]) == 0
 
 
 @pytest.mark.long
@@ -288,7 +288,7 @@ def test_standalone_job_server_shuffles_to_the_same_bytes_and_its_loss_fails_the
   on a portable runner). The server SIGKILLed mid-job fails the job at once; `up` again and
   every corpus writes the default runner's bytes; `down` leaves no process."""
   endpoint, up = job_server
-  server_pid = runners._running_server(os.path.abspath(tmp_path / "server"))  # pylint: disable=protected-access
+  server_pid = prism.running_server(os.path.abspath(tmp_path / "server"))
   lm, wordpiece, classify = corpora(lm_run, wordpiece_tag_run, classify_run)
   flags = ("--runner", "PortableRunner", "--job_endpoint", endpoint)
   output_dir = tmp_path / lm[0]
@@ -304,7 +304,7 @@ def test_standalone_job_server_shuffles_to_the_same_bytes_and_its_loss_fails_the
     assert_same_output(output_dir, corpus[-1])
   assert list(marked_processes(mark)) == [server_pid]  # the jobs' workers are gone
   capsys.readouterr()
-  assert runners.main(["down", "--run_dir", str(tmp_path / "server")]) == 0
+  assert prism.main(["down", "--run_dir", str(tmp_path / "server")]) == 0
   assert capsys.readouterr().out.startswith("Prism job server stopped")
   assert marked_processes(mark) == {}
 
@@ -350,7 +350,7 @@ def test_prism_runs_one_worker_process_per_environment(tmp_path, mark, monkeypat
     pids[name] = {file.split("-")[0] for file in files}
   assert all(len(found) == 1 for found in pids.values()), pids  # one process per environment ...
   assert len(set.union(*pids.values())) == 3 and str(os.getpid()) not in set.union(*pids.values())  # ... each its own
-  workers = os.path.join(runners.job_dir(runners._token_of(options)), "workers")  # pylint: disable=protected-access
+  workers = os.path.join(runners.job_dir(runners._token_of(options)), "workers")
   assert len(os.listdir(workers)) == 3  # one boot per environment, --sdk_worker_parallelism 2 or not
   assert marked_processes(mark) == {}
   shutil.rmtree(os.path.dirname(workers))
@@ -361,7 +361,7 @@ def readme_commands():
   as its arguments, and the options of its `# Or: --flag …` alternatives."""
   import re  # pylint: disable=g-import-not-at-top
   import shlex  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(runners.ROOT, "README.md"), encoding="utf-8") as f:
+  with open(os.path.join(prism.ROOT, "README.md"), encoding="utf-8") as f:
     readme = f.read()
   section = readme[readme.index("## Running at scale"):readme.index("### How records reach their shards")]
   commands = []
