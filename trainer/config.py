@@ -30,6 +30,15 @@ METRICS_FILE = "metrics.json"
 MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
 
 
+# What a flag left out means where it depends on the data's task: the taggers of the RNN
+# era (a BiLSTM over word and character features, dropout, rare words dropped to <unk>),
+# measured on a treebank in BENCHMARKS.md ("Taggers on public datasets"). trainer.task
+# applies them (`with_task_defaults`) before anything reads the config; a flag given wins.
+TASK_DEFAULTS = {
+    "tag": {"bidirectional": True, "dropout": 0.3, "word_dropout": 0.25},
+}
+
+
 def _flag(default, help_text: str, choices=None, data: bool = False):
   """A field with its flag's help; `data`: a flag of the input pipeline, shared with trainer.batches."""
   return dataclasses.field(default=default, metadata={"help": help_text, "choices": choices, "data": data})
@@ -88,6 +97,12 @@ class TrainerConfig:
   early_stopping: int = _flag(0, "stop after N evaluations without improvement (0: never)")
   seed: int = _flag(42, "initialisation, shuffling and dropout")
   shuffle_buffer: int = _flag(10_000, "records in the shuffle buffer")
+
+  def with_task_defaults(self, task: str, given) -> "TrainerConfig":
+    """This config with TASK_DEFAULTS[task] for the fields not in `given` (the flags on the
+    command line)."""
+    defaults = {name: value for name, value in TASK_DEFAULTS.get(task, {}).items() if name not in given}
+    return dataclasses.replace(self, **defaults)
 
   @property
   def uses_chars(self) -> bool:

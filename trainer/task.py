@@ -26,6 +26,7 @@ from typing import Optional, Sequence
 import quiet  # pylint: disable=unused-import  (first: before TensorFlow is imported)
 
 import contract  # pylint: disable=g-import-not-at-top
+from trainer import config as config_lib
 from trainer.config import TrainerConfig
 
 
@@ -48,15 +49,18 @@ def _add_flags(parser: argparse.ArgumentParser, fields) -> None:
   for field in fields:
     name = f"--{field.name}"
     help_text = field.metadata.get("help", "")
+    per_task = "".join(f"; {task}: {defaults[field.name]}" for task, defaults in config_lib.TASK_DEFAULTS.items()
+                       if field.name in defaults)
     if field.default is dataclasses.MISSING:
       parser.add_argument(name, required=True, help=help_text)
     elif field.type in (bool, "bool"):
-      parser.add_argument(name, action=argparse.BooleanOptionalAction, default=field.default, help=help_text)
+      parser.add_argument(name, action=argparse.BooleanOptionalAction, default=field.default,
+                          help=f"{help_text} (default {field.default}{per_task})")
     else:
       kind = type(field.default)
       parser.add_argument(name, type=_non_negative_int if field.name in _NON_NEGATIVE else kind,
                           default=field.default, choices=field.metadata.get("choices"),
-                          help=f"{help_text} (default {field.default})")
+                          help=f"{help_text} (default {field.default}{per_task})")
 
 
 def add_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _given_flags(argv: Optional[Sequence[str]]) -> set:
+  """The dests of the flags on the command line (given, whether or not equal to the default)."""
+  parser = build_parser()
+  for action in parser._actions:  # pylint: disable=protected-access
+    action.default = argparse.SUPPRESS
+    action.required = False
+  given, _ = parser.parse_known_args(argv)
+  return set(vars(given))
+
+
 def run(argv: Optional[Sequence[str]] = None) -> int:
   parser = build_parser()
   args = parser.parse_args(argv)
@@ -85,6 +99,7 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
   except contract.DataDirError as error:
     parser.error(str(error))
   config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
+  config = config.with_task_defaults(metadata.task, _given_flags(argv))
   if metadata.task != "tag" and (config.crf or config.tag_scheme not in ("auto", "none")):
     parser.error(f"--crf and --tag_scheme are for tag data; {args.data_dir} holds {metadata.task} data")
   if config.early_stopping and metadata.examples("eval") == 0:

@@ -45,7 +45,8 @@ def make_trainer(data_dir, replicas, reduction, tmp_path):
   devices = [f"/cpu:{i}" for i in range(replicas)]
   strategy = tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
   config = TrainerConfig(data_dir=data_dir, model_dir=str(tmp_path / f"m{replicas}{reduction}"), embedding_dim=8,
-                         hidden=8, bidirectional=True, loss_reduction=reduction, crf=True, tag_scheme="iob2")
+                         hidden=8, bidirectional=True, loss_reduction=reduction, crf=True, tag_scheme="iob2",
+                         char_features=0)  # the batches here are word-only
   trainer = Trainer(config, strategy, contract.read_metadata(data_dir))
   rng = np.random.default_rng(0)
   trainer.model.set_weights([rng.normal(0, 0.3, w.shape).astype(np.float32) for w in trainer.model.get_weights()])

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 import contract
 from tests.conftest import DEMO_TAGGER_FLAGS, ROOT, call_cli, preprocess, read_metadata, read_records
+from trainer import config as config_lib
 from trainer import task
 from trainer.config import TrainerConfig
 from trainer.model import build_model
@@ -363,8 +364,19 @@ def test_damaged_data_dir_is_refused_before_training(demo_tag_data, tmp_path, da
 
 def test_a_model_dir_trained_for_another_model_is_refused(trained, demo_tag_data):
   model_dir, _ = trained
-  process = train(demo_tag_data, model_dir, "--train_steps", "101", "--cell", "gru", check=False)
+  process = train(demo_tag_data, model_dir, "--train_steps", "101", "--cell", "gru", "--no-bidirectional", check=False)
   assert process.returncode == 2
   last = process.stderr.strip().splitlines()[-1]
   assert "cell lstm (now gru)" in last and "bidirectional True (now False)" in last
   assert "Traceback" not in process.stderr
+
+
+def test_the_datas_task_sets_the_defaults_of_the_flags_left_out():
+  argv = ["--data_dir", "d", "--model_dir", "m", "--no-bidirectional", "--dropout", "0.1"]
+  args = task.build_parser().parse_args(argv)
+  config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
+  given = task._given_flags(argv)  # pylint: disable=protected-access
+  tagger = config.with_task_defaults("tag", given)
+  assert not tagger.bidirectional and tagger.dropout == 0.1  # given: the user's values win
+  assert tagger.word_dropout == config_lib.TASK_DEFAULTS["tag"]["word_dropout"] > 0  # left out: the tagger's
+  assert config.with_task_defaults("lm", given) == config  # no task defaults: the flags' own
