@@ -13,7 +13,6 @@ token. Timed passes alternate between models and the fastest of `--repeats` coun
 other processes share the machine.
 """
 
-import dataclasses
 import os
 import sys
 import tempfile

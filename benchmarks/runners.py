@@ -22,7 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 from benchmarks import common, corpus, pipeline_throughput
 

@@ -45,7 +45,6 @@ import contract
 from corpus import files
 from corpus import records
 from pipeline import arrow
-from pipeline import chars as chars_lib
 from pipeline import config as config_lib
 from pipeline import counts
 from pipeline import output_dir as output_dir_lib

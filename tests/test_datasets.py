@@ -25,7 +25,7 @@ def conllu_sentence(index, words, extras=True):
       lines.append(f"1-2\t{form}{words[1][0]}\t_\t_\t_\t_\t_\t_\t_\t_")
     lines.append(f"{position}\t{form}\t{form.lower()}\t{upos}\t{upos}-x\t_\t0\tdep\t_\t_")
     if extras and position == 1:
-      lines.append(f"1.1\tghost\tghost\tNOUN\tNN\t_\t_\t_\t1:dep\t_")
+      lines.append("1.1\tghost\tghost\tNOUN\tNN\t_\t_\t_\t1:dep\t_")
   return "\n".join(lines) + "\n\n"
 
 
