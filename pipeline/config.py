@@ -47,7 +47,9 @@ class PipelineConfig:
   max_vocab: Optional[int] = _option(None, help="vocabulary size cap, counting <pad> and <unk> (default: no cap)")
   min_count: int = _option(1, help="drop tokens seen fewer times in train (they map to <unk>)")
   max_length: int = _option(512, help="truncate longer sequences (counted)")
-  lowercase: bool = _option(False, help="lowercase tokens (default: case is preserved)")
+  lowercase: Optional[bool] = _option(
+      None, help="lowercase the tokens (their `chars` keep their case); default: on for --task tag, where the "
+      "characters carry the case, off for lm and classify")
   compression: str = _option("none", choices=("none", "gzip"))
   max_error_fraction: float = _option(
       0.1, help="fail (exit 2, no COMPLETED) if more than this share of records are dead letters")
@@ -100,7 +102,13 @@ class PipelineConfig:
       options.pop(not_an_output_option)
     options["format"] = options.pop("file_format")
     options["chars"] = self.with_chars
+    options["lowercase"] = self.lowercased
     return options
+
+  @property
+  def lowercased(self) -> bool:
+    """Whether the tokens are lowercased: --lowercase, or by default for tag."""
+    return self.task == "tag" if self.lowercase is None else self.lowercase
 
   @property
   def with_chars(self) -> bool:

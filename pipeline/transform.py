@@ -90,9 +90,10 @@ def make_preprocessing_fn(config: PipelineConfig):
 
   def preprocessing_fn(inputs):
     # Exactly one of `text` (raw, tokenized here) and `tokens` (given) is non-empty.
-    text = tokenize.lowercase(inputs["text"], config.lowercase)
-    given = tokenize.lowercase(inputs["tokens"], config.lowercase)
-    words = tf.concat([split_text(text), given], axis=1)
+    # --lowercase lowercases the words after they are split (the same words as splitting
+    # the lowercased text), so that a word's characters keep their case (`chars`).
+    cased_words = tf.concat([split_text(inputs["text"]), inputs["tokens"]], axis=1)
+    words = tokenize.lowercase(cased_words, config.lowercased)
     outputs = {CHARACTERS: characters(inputs["text"], inputs["tokens"])}
     if config.tokenizer == "wordpiece":
       # Each word gives at least one piece, so cutting words first keeps the first max_length pieces.
@@ -114,7 +115,7 @@ def make_preprocessing_fn(config: PipelineConfig):
                                         num_partitions=config.vocab_partitions,
                                         counts_path=vocab_counts_path(config.output_dir))
       outputs[contract.TOKENS] = _to_ids(words, vocabulary, num_reserved)
-      token_texts = words
+      token_texts = cased_words[:, :config.max_length]
     if config.with_chars:
       chars, outputs[chars_lib.CHARS_TRUNCATED] = chars_lib.split_chars(token_texts, config.max_token_chars)
       outputs[contract.CHARS] = _to_ids(chars, chars_lib.vocabulary(chars, config.max_chars, config.vocab_partitions))

@@ -329,3 +329,14 @@ def test_beam_options_pass_and_a_typo_is_named_with_the_closest_option():
                         (["--zzzz"], "unknown option --zzzz;"), (["stray"], "unexpected argument 'stray'")]:
     with pytest.raises(preprocess_lib.UsageError, match=re.escape(message)):
       preprocess_lib.check_pipeline_args(args, parser)
+
+
+def test_lowercase_lowercases_the_vocabulary_but_not_the_characters(tmp_path):
+  (tmp_path / "a.jsonl").write_text(
+      json.dumps({"tokens": ["The", "THE", "the", "Étude"], "labels": list("WXYZ")}) + "\n", encoding="utf-8")
+  out = tmp_path / "out"
+  preprocess(tmp_path / "a.jsonl", out, "jsonl", "tag", "--lowercase", "--eval_fraction", "0")
+  assert vocab(out)[2:] == ["the", "étude"]  # three spellings, one word
+  (record,) = read_records(out, "train")
+  chars = vocab(out, "chars.txt")
+  assert ["".join(chars[i] for i in step) for step in record["chars"]] == ["The", "THE", "the", "Étude"]
