@@ -35,7 +35,7 @@ MODEL_FILE = "model.json"  # what the checkpoints in MODEL_DIR are a model of
 # measured on a treebank in BENCHMARKS.md ("Taggers on public datasets"). trainer.task
 # applies them (`with_task_defaults`) before anything reads the config; a flag given wins.
 TASK_DEFAULTS = {
-    "tag": {"bidirectional": True, "dropout": 0.3, "word_dropout": 0.25},
+    "tag": {"bidirectional": True, "dropout": 0.5, "word_dropout": 0.25, "char_features": 128, "decay": "cosine"},
 }
 
 
