@@ -284,8 +284,11 @@ def run(argv: Optional[Sequence[str]] = None) -> int:
       logging.exception("usage error")
     parser.error(str(error))  # exits 2 with the usage line and one clear line
 
-  logging.info("Reading %d files (%d bytes) into %s", len(input_files.all()),
-               sum(f.size for f in input_files.all()), config.output_dir)
+  input_bytes = sum(f.size for f in input_files.all())
+  logging.info("Reading %d files (%d bytes) into %s", len(input_files.all()), input_bytes, config.output_dir)
+  workers = runners.local_workers(options, pipeline_args, input_bytes)
+  if workers > 1:
+    logging.info("%d worker processes (--direct_num_workers 1 runs in this process)", workers)
   pipeline = beam.Pipeline(options=options)
   build_pipeline(pipeline, config, input_files)
   # Hundreds of thousands of long-lived objects (TF, Beam, TFT) make each full garbage

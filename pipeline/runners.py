@@ -40,6 +40,29 @@ KEEP_LOGS_VARIABLE = "RNN_KEEP_JOB_LOGS"  # set (to 1): a job that succeeds keep
 LOCAL_JOB_SERVER_SECONDS = 10 ** 8
 
 
+# The default local runner's worker processes (`local_workers`): below this much input one
+# in-process worker finishes first, as each worker process imports TensorFlow (about 5 s
+# and 1 GB); from it on, the work dominates. BENCHMARKS.md ("Runners").
+LOCAL_WORKERS_MIN_BYTES = 32 * 2 ** 20
+MAX_LOCAL_WORKERS = 4  # each holds TensorFlow, Beam and TFT: about 1 GB of memory apiece
+
+
+def local_workers(options, pipeline_args, input_bytes: int) -> int:
+  """Sets the default runner's worker processes, where `pipeline_args` (the user's Beam
+  flags) choose no runner and no workers: one per core (at most MAX_LOCAL_WORKERS) in
+  multi_processing mode for inputs of LOCAL_WORKERS_MIN_BYTES or more, else one in-process
+  worker. Returns the number set (0: the user's choice stands)."""
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=g-import-not-at-top
+  chosen = ("--runner", "--direct_num_workers", "--direct_running_mode")
+  if any(arg.split("=", 1)[0] in chosen for arg in pipeline_args):
+    return 0
+  workers = min(os.cpu_count() or 1, MAX_LOCAL_WORKERS) if input_bytes >= LOCAL_WORKERS_MIN_BYTES else 1
+  if workers > 1:
+    direct = options.view_as(DirectOptions)
+    direct.direct_num_workers, direct.direct_running_mode = workers, "multi_processing"
+  return workers
+
+
 def _runner_class(options) -> type:
   from apache_beam.options.pipeline_options import StandardOptions  # pylint: disable=g-import-not-at-top
   from apache_beam.runners.runner import create_runner  # pylint: disable=g-import-not-at-top

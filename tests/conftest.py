@@ -208,7 +208,7 @@ def demo_tag_data(tmp_path_factory):
 # matter to a resume); the demo data has chars, so the default char encoder is in it.
 DEMO_TAGGER_FLAGS = ("--embedding_dim", "16", "--hidden", "24", "--log_every", "10", "--cpu_replicas", "2",
                      "--train_steps", "100", "--eval_every", "25", "--checkpoint_every", "25", "--bidirectional",
-                     "--warmup_steps", "20", "--dropout", "0.1", "--word_dropout", "0.25")
+                     "--warmup_steps", "20", "--dropout", "0.1", "--word_dropout", "0.25", "--char_features", "16")
 
 
 @pytest.fixture(scope="session")

@@ -71,7 +71,7 @@ def test_official_splits_and_conllu_words(treebank_data):
   assert metadata["counts"]["read"] == 600 + 100 + 82
   assert metadata["inputs"][-1]["split"] == "test" and metadata["options"]["format"] == "conllu"
   vocab = contract.read_vocab(os.path.join(treebank_data, "vocab.txt"))
-  assert "ghost" not in vocab and "Zyzzyva" not in vocab and "New York" not in vocab  # learned on train only
+  assert "ghost" not in vocab and "zyzzyva" not in vocab and "new york" not in vocab  # train only (lowercased: tag)
   words = sum(len(block.split("\n")) for block in open(treebank_data.parent / "train.conllu").read().split("\n\n"))
   assert splits["train"]["tokens"] < words  # ranges, empty nodes and comments are not words
   labels = contract.read_vocab(os.path.join(treebank_data, "labels.txt"))
@@ -143,7 +143,8 @@ def test_vocab_from_encodes_new_data_with_the_same_ids_and_the_model_continues_o
   from tests.conftest import read_records  # pylint: disable=g-import-not-at-top
   written = {tuple(vocab[i] for i in record["tokens"]) for split in ("train", "eval")
              for record in read_records(out, split)}
-  expected = {tuple(token if token in vocab else "<unk>" for token, _ in sentence) for sentence in sentences}
+  expected = {tuple(token.lower() if token.lower() in vocab else "<unk>" for token, _ in sentence)  # tag: lowercased
+              for sentence in sentences}
   assert written == expected  # each token by the earlier run's id; unseen ones <unk>
 
   model_dir = tmp_path / "model"

@@ -15,7 +15,9 @@ SENTENCES = [
     [(LONG_WORD, "X"), ("helps", "VERB")],
 ] * 6 + [[("Zyzzyva", "PROPN"), ("helpers", "NOUN")]]
 WORDPIECE_CORPUS = "tagged.conll"  # beside the run's output directory
-WORDPIECE_OPTIONS = ("--tokenizer", "wordpiece", "--max_vocab", "40", "--eval_fraction", "0.2", "--num_shards", "3")
+# --no-lowercase: the tests compare the pieces with the words as written.
+WORDPIECE_OPTIONS = ("--tokenizer", "wordpiece", "--max_vocab", "40", "--eval_fraction", "0.2", "--num_shards", "3",
+                     "--no-lowercase")
 
 
 @pytest.fixture(scope="session")

@@ -420,7 +420,7 @@ def test_every_bad_input_kind_in_one_corpus(tmp_path, corpus):
   out = tmp_path / "out"
   process = preprocess(tmp_path / "in", out, file_format, task,
                        "--max_record_bytes", MAX_RECORD_BYTES, "--max_error_fraction", "0.9",
-                       "--eval_fraction", "0", check=False)
+                       "--eval_fraction", "0", "--no-lowercase", check=False)
   assert process.returncode == 0, process.stderr[-4000:]
   assert os.path.exists(out / contract.COMPLETED_FILE)
   assert not os.path.exists(out / ".tmp")

@@ -39,7 +39,7 @@ def test_utf16_with_its_bom_and_a_wrong_encoding_suggests_encoding(tmp_path):
   latin1.write_bytes("naïve café\nplain\nÜber straße\n".encode("latin-1"))
   utf16_out, latin1_out = tmp_path / "utf16_out", tmp_path / "latin1_out"
   utf16_run = call_cli("pipeline.preprocess", "--input", tmp_path / "utf16", "--output_dir", utf16_out, "--format",
-                       "jsonl", "--task", "tag", "--encoding", "utf-16", "--eval_fraction", "0",
+                       "jsonl", "--task", "tag", "--no-lowercase", "--encoding", "utf-16", "--eval_fraction", "0",
                        "--max_error_fraction", "0.5", check=False)
   latin1_run = call_cli("pipeline.preprocess", "--input", latin1, "--output_dir", latin1_out, "--format", "text",
                         "--task", "lm", check=False)

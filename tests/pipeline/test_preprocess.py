@@ -51,7 +51,7 @@ def test_conll_tag_round_trip(tmp_path):
   corpus = tmp_path / "train.conll"
   write_conll(corpus, TAGGED)
   out = tmp_path / "out"
-  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3", "--max_token_chars", "3")
+  preprocess(corpus, out, "conll", "tag", "--eval_fraction", "0.3", "--max_token_chars", "3", "--no-lowercase")
 
   metadata = read_metadata(out)
   assert os.path.exists(out / "COMPLETED")

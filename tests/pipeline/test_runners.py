@@ -23,7 +23,8 @@ import uuid
 import pytest
 
 import contract
-from pipeline import prism, runners
+from pipeline import prism as prism_lib
+from pipeline import runners
 from tests.conftest import preprocess, read_metadata
 from tests.pipeline.conftest import (CLASSIFY_CORPUS, LM_CORPUS, LM_OPTIONS, WORDPIECE_CORPUS, WORDPIECE_OPTIONS)
 
@@ -173,13 +174,26 @@ def assert_failed_cleanly(process, seconds, output_dir, mark_value, message):
 def test_setup_built_prism_and_boot_at_the_pinned_beam_version():
   """`make setup` built both binaries for the Beam that requirements.txt pins (and the venv has)."""
   from importlib import metadata  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(prism.ROOT, "requirements.txt"), encoding="utf-8") as f:
+  with open(os.path.join(prism_lib.ROOT, "requirements.txt"), encoding="utf-8") as f:
     pinned = next(line.split("==")[1].split()[0] for line in f if line.startswith("apache-beam"))
   assert pinned == metadata.version("apache-beam")
-  with open(prism.VERSION_FILE, encoding="utf-8") as f:
+  with open(prism_lib.VERSION_FILE, encoding="utf-8") as f:
     assert f.read().strip() == pinned
   for name in ("prism", "boot"):
-    assert runners.binary(name) == os.path.join(prism.BEAM_DIR, name)
+    assert runners.binary(name) == os.path.join(prism_lib.BEAM_DIR, name)
+
+
+def test_the_default_runner_takes_a_worker_process_per_core_for_large_inputs_unless_told():
+  from apache_beam.options.pipeline_options import DirectOptions  # pylint: disable=g-import-not-at-top
+  from pipeline import preprocess  # pylint: disable=g-import-not-at-top
+  large, cores = runners.LOCAL_WORKERS_MIN_BYTES, min(os.cpu_count(), runners.MAX_LOCAL_WORKERS)
+  for args, input_bytes, workers in (([], large, cores), ([], large - 1, 1), (["--direct_num_workers", "1"], large, 0),
+                                     (["--runner=DirectRunner"], large, 0), (["--runner", "PrismRunner"], large, 0)):
+    options = preprocess.pipeline_options(args)
+    assert runners.local_workers(options, args, input_bytes) == workers
+    direct = options.view_as(DirectOptions)
+    assert (direct.direct_num_workers, direct.direct_running_mode) == (
+        (workers, "multi_processing") if workers > 1 else (1, "in_memory"))
 
 
 def test_one_flag_is_enough_and_the_users_own_flags_win(tmp_path):
@@ -196,7 +210,7 @@ def test_one_flag_is_enough_and_the_users_own_flags_win(tmp_path):
   config = json.loads(portable.environment_config)
   assert config["command"] == runners.BOOT_WORKER and os.access(config["command"], os.X_OK)
   assert config["env"]["BEAM_BOOT"] == runners.binary("boot")
-  assert config["env"]["PYTHONPATH"].split(os.pathsep)[0] == prism.ROOT
+  assert config["env"]["PYTHONPATH"].split(os.pathsep)[0] == prism_lib.ROOT
   # The user's own flags win.
   portable, prism = completed("--runner", "PrismRunner", "--prism_location", "/opt/prism", "--environment_type",
                               "PROCESS", "--environment_config", '{"command": "/opt/boot"}')
@@ -272,12 +286,12 @@ def job_server(tmp_path, mark):  # pylint: disable=unused-argument  (its process
   run_dir = str(tmp_path / "server")
 
   def up():
-    assert prism.main(["up", "--port", str(port), "--run_dir", run_dir]) == 0
-    return prism.running_server(os.path.abspath(run_dir))
+    assert prism_lib.main(["up", "--port", str(port), "--run_dir", run_dir]) == 0
+    return prism_lib.running_server(os.path.abspath(run_dir))
 
   up()
   yield f"localhost:{port}", up
-  assert prism.main(["down", "--run_dir", run_dir]) == 0
+  assert prism_lib.main(["down", "--run_dir", run_dir]) == 0
 
 
 @pytest.mark.long
@@ -288,7 +302,7 @@ def test_standalone_job_server_shuffles_to_the_same_bytes_and_its_loss_fails_the
   on a portable runner). The server SIGKILLed mid-job fails the job at once; `up` again and
   every corpus writes the default runner's bytes; `down` leaves no process."""
   endpoint, up = job_server
-  server_pid = prism.running_server(os.path.abspath(tmp_path / "server"))
+  server_pid = prism_lib.running_server(os.path.abspath(tmp_path / "server"))
   lm, wordpiece, classify = corpora(lm_run, wordpiece_tag_run, classify_run)
   flags = ("--runner", "PortableRunner", "--job_endpoint", endpoint)
   output_dir = tmp_path / lm[0]
@@ -304,7 +318,7 @@ def test_standalone_job_server_shuffles_to_the_same_bytes_and_its_loss_fails_the
     assert_same_output(output_dir, corpus[-1])
   assert list(marked_processes(mark)) == [server_pid]  # the jobs' workers are gone
   capsys.readouterr()
-  assert prism.main(["down", "--run_dir", str(tmp_path / "server")]) == 0
+  assert prism_lib.main(["down", "--run_dir", str(tmp_path / "server")]) == 0
   assert capsys.readouterr().out.startswith("Prism job server stopped")
   assert marked_processes(mark) == {}
 
@@ -361,7 +375,7 @@ def readme_commands():
   as its arguments, and the options of its `# Or: --flag …` alternatives."""
   import re  # pylint: disable=g-import-not-at-top
   import shlex  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(prism.ROOT, "README.md"), encoding="utf-8") as f:
+  with open(os.path.join(prism_lib.ROOT, "README.md"), encoding="utf-8") as f:
     readme = f.read()
   section = readme[readme.index("## Running at scale"):readme.index("### How records reach their shards")]
   commands = []

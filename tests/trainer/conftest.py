@@ -44,7 +44,7 @@ def chunk_sentences(count, scheme, seed):
 CHUNK_CORPUS = "entities.conll"  # beside the data's output directory
 CHUNK_TAGGER_FLAGS = ("--crf", "--cpu_replicas", "2", "--bidirectional", "--embedding_dim", "16", "--hidden", "16",
                       "--train_steps", "60", "--eval_every", "20", "--checkpoint_every", "20", "--log_every", "20",
-                      "--tokens_per_batch", "256")
+                      "--tokens_per_batch", "256", "--char_features", "16")
 
 
 @pytest.fixture(scope="session")

@@ -57,9 +57,10 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
   records = read_records(demo_tag_data, "eval")[:40]
   texts = [" ".join(token_vocab[i] for i in r["tokens"]) for r in records]
 
-  args = task.build_parser().parse_args(["--data_dir", demo_tag_data, "--model_dir", str(model_dir),
-                                        *DEMO_TAGGER_FLAGS])  # the demo tagger's own config
+  argv = ["--data_dir", demo_tag_data, "--model_dir", str(model_dir), *DEMO_TAGGER_FLAGS]
+  args = task.build_parser().parse_args(argv)  # the demo tagger's own config, with tag's defaults
   config = TrainerConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(TrainerConfig)})
+  config = config.with_task_defaults("tag", task._given_flags(argv))  # pylint: disable=protected-access
   # Tag data holds each token's characters, and the default model encodes them: the char ids
   # go from the shards, through the parser, into the model, and serving computes them from text.
   assert config.uses_chars and "chars" in metadata
