@@ -43,7 +43,7 @@ LOCAL_JOB_SERVER_SECONDS = 10 ** 8
 # The default local runner's worker processes (`local_workers`): below this much input one
 # in-process worker finishes first, as each worker process imports TensorFlow (about 5 s
 # and 1 GB); from it on, the work dominates. BENCHMARKS.md ("Runners").
-LOCAL_WORKERS_MIN_BYTES = 32 * 2 ** 20
+LOCAL_WORKERS_MIN_BYTES = 64 * 2 ** 20
 MAX_LOCAL_WORKERS = 4  # each holds TensorFlow, Beam and TFT: about 1 GB of memory apiece
 
 
