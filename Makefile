@@ -56,7 +56,7 @@ demo: setup
 	$(PY) -m pipeline.preprocess --input data/demo/tagged.conll --output_dir $(DEMO_OUT)/data \
 	    --format conll --task tag --overwrite
 	$(PY) -m trainer.task --data_dir $(DEMO_OUT)/data --model_dir $(DEMO_OUT)/model \
-	    --cpu_replicas 2 --bidirectional --train_steps 150 --eval_every 50 --log_every 25 \
+	    --cpu_replicas 2 --train_steps 150 --eval_every 50 --log_every 25 \
 	    --checkpoint_every 50
 	@echo
 	@echo "Data (shards, vocab.txt, labels.txt, metadata.json): $(DEMO_OUT)/data"
