@@ -128,8 +128,8 @@ def test_vocab_from_encodes_new_data_with_the_same_ids_and_the_model_continues_o
   corpus, out = tmp_path / "more.conll", tmp_path / "more"
   write_conll(corpus, sentences)
   common = ["--input", corpus, "--output_dir", out, "--format", "conll", "--task", "tag", "--vocab_from", demo_tag_data]
-  refused = call_cli("pipeline.preprocess", *common, "--lowercase", check=False)
-  assert refused.returncode == 2 and "was made with --lowercase False" in refused.stderr.strip().splitlines()[-1]
+  refused = call_cli("pipeline.preprocess", *common, "--no-lowercase", check=False)  # tag data: lowercased
+  assert refused.returncode == 2 and "was made with --lowercase True" in refused.stderr.strip().splitlines()[-1]
   call_cli("pipeline.preprocess", *common, "--eval_fraction", "0.2")
 
   for name in ("vocab.txt", "labels.txt", "transform_fn/assets/tokens", "transform_fn/assets/labels"):

@@ -54,8 +54,16 @@ def test_export_on_raw_text_equals_the_model_on_the_pipelines_records(trained, d
   model_dir, _ = trained
   metadata = contract.read_metadata(demo_tag_data)
   token_vocab = contract.read_vocab(os.path.join(demo_tag_data, "vocab.txt"))
-  records = read_records(demo_tag_data, "eval")[:40]
-  texts = [" ".join(token_vocab[i] for i in r["tokens"]) for r in records]
+  char_vocab = contract.read_vocab(os.path.join(demo_tag_data, "chars.txt"))
+  # The text as written: tag data lowercases the words but keeps their characters' case, so
+  # each token is spelled from its chars (records whose chars are all known and uncut).
+  spelled = lambda r: ["".join(char_vocab[c] for c in step) for step in r["chars"]]
+  records = [r for r in read_records(demo_tag_data, "eval")
+             if all(c > 1 for step in r["chars"] for c in step)
+             and [w.lower() for w in spelled(r)] == [token_vocab[i] if i > 1 else w.lower()
+                                                     for i, w in zip(r["tokens"], spelled(r))]][:40]
+  assert len(records) >= 20
+  texts = [" ".join(spelled(r)) for r in records]
 
   argv = ["--data_dir", demo_tag_data, "--model_dir", str(model_dir), *DEMO_TAGGER_FLAGS]
   args = task.build_parser().parse_args(argv)  # the demo tagger's own config, with tag's defaults
